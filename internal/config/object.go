@@ -15,9 +15,9 @@ import (
 
 // Key identifies one config object across all sources.
 type Key struct {
-	Kind      Kind
-	Namespace string
-	Name      string
+	Kind      Kind   `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
 }
 
 func (k Key) String() string {
