@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/translate"
@@ -70,9 +71,6 @@ type Server struct {
 	metrics    *metrics
 }
 
-// TokenFile is the admin credential's file name inside the data dir.
-const TokenFile = "admin.token"
-
 // New opens the store and prepares every component; Start serves.
 func New(cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
@@ -92,7 +90,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "weftd"), registry: prometheus.NewRegistry()}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	tok, err := loadOrCreateToken(filepath.Join(cfg.DataDir, TokenFile))
+	tok, err := loadOrCreateToken(filepath.Join(cfg.DataDir, api.TokenFile))
 	if err != nil {
 		return nil, err
 	}
