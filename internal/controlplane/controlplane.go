@@ -69,6 +69,7 @@ type Server struct {
 	httpServer *http.Server
 	listeners  []net.Listener
 	metrics    *metrics
+	started    chan struct{}
 }
 
 // New opens the store and prepares every component; Start serves.
@@ -88,7 +89,7 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("weftd: create data dir: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "weftd"), registry: prometheus.NewRegistry()}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "weftd"), registry: prometheus.NewRegistry(), started: make(chan struct{})}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	tok, err := loadOrCreateToken(filepath.Join(cfg.DataDir, api.TokenFile))
 	if err != nil {
@@ -117,6 +118,12 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(s.registry, s.agg)
 	return s, nil
 }
+
+// Started is closed once the listeners are bound (XDSAddr and MonitoringAddr are set).
+func (s *Server) Started() <-chan struct{} { return s.started }
+
+// Ready reports whether the first config snapshot is in effect.
+func (s *Server) Ready() bool { return s.ready.Load() }
 
 // Token returns the admin credential (tests use it; users read the file).
 func (s *Server) Token() string { return s.token }
@@ -154,6 +161,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Warn("serving plaintext xDS: for development and tests only", "addr", s.XDSAddr.String())
 	}
 
+	close(s.started)
 	go func() { errc <- ignoreCanceled(s.agg.Run(ctx)) }()
 	go func() { errc <- ignoreCanceled(s.xds.Run(ctx)) }()
 	go s.modelLoop(ctx)
