@@ -321,6 +321,9 @@ func buildOutboundCluster(in Input, s *clusterSpec, w *warnings) *clusterv3.Clus
 
 	p := &policyApplier{c: c, spec: s, grpc: grpc, w: w, in: in}
 	p.apply()
+	if p.drop {
+		return nil
+	}
 	return c
 }
 

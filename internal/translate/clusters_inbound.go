@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"cmp"
 	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -55,12 +56,11 @@ func InboundPorts(in Input) []InboundPort {
 			})
 		}
 	}
-	// Services() is sorted by host; order ports within a host.
-	slices.SortStableFunc(out, func(a, b InboundPort) int {
-		if a.Service != b.Service {
-			return 0
+	slices.SortFunc(out, func(a, b InboundPort) int {
+		if c := cmp.Compare(a.Service.Hostname, b.Service.Hostname); c != 0 {
+			return c
 		}
-		return int(a.Port.Number) - int(b.Port.Number)
+		return cmp.Compare(a.Port.Number, b.Port.Number)
 	})
 	return out
 }

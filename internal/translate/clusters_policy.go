@@ -36,6 +36,8 @@ type policyApplier struct {
 	http2        *corev3.Http2ProtocolOptions
 	forceHTTP2   bool
 	useClientPro bool
+	// drop is set when the cluster cannot be sent safely at all.
+	drop bool
 }
 
 func (p *policyApplier) apply() {

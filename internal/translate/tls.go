@@ -82,10 +82,10 @@ func (p *policyApplier) applyTLS(t *networkingv1.ClientTLSSettings) {
 	case networkingv1.ClientTLSSettings_SIMPLE, networkingv1.ClientTLSSettings_MUTUAL:
 		if p.grpc {
 			// grpc-go takes certificates only from certificate provider
-			// instances; sending files would be NACKed and plaintext would
-			// silently downgrade, so the cluster keeps no transport and is
-			// reported instead.
-			p.w.add("%s: tls mode %s is not supported for grpc clients; cluster sent without TLS", p.where(), t.GetMode())
+			// instances: files would be NACKed, and plaintext would be a
+			// silent downgrade, so the cluster is left out and reported.
+			p.w.add("%s: tls mode %s is not supported for grpc clients; cluster left out", p.where(), t.GetMode())
+			p.drop = true
 			return
 		}
 		ctx = p.originTLS(t)
