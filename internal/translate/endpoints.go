@@ -40,12 +40,21 @@ const (
 func Endpoints(in Input) map[string]proto.Message {
 	out := map[string]proto.Message{}
 	for _, s := range outboundSpecs(in, nil) {
-		if s.typ != clusterv3.Cluster_EDS {
+		if s.typ != clusterv3.Cluster_EDS || grpcDropsTLS(in, s) {
 			continue
 		}
 		out[s.name] = buildLoadAssignment(in, s, s.endpoints(in.Model))
 	}
 	return out
+}
+
+// grpcDropsTLS mirrors applyTLS: grpc clusters with file-based TLS are not sent.
+func grpcDropsTLS(in Input, s *clusterSpec) bool {
+	if in.Proxy.Type != model.ProxyGRPC {
+		return false
+	}
+	m := s.policy.GetTls().GetMode()
+	return s.policy.GetTls() != nil && (m == networkingv1.ClientTLSSettings_SIMPLE || m == networkingv1.ClientTLSSettings_MUTUAL)
 }
 
 // buildLoadAssignment builds the assignment for a spec from the given endpoints
