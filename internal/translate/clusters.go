@@ -33,7 +33,7 @@ const DefaultConnectTimeout = 10 * time.Second
 // accepts (EDS and LOGICAL_DNS, lb_policy ROUND_ROBIN/RING_HASH/LEAST_REQUEST,
 // no transport_socket_matches); anything else is left out with a warning.
 func Clusters(in Input) (map[string]proto.Message, []string) {
-	w := &warnings{}
+	w := &cdsWarnings{}
 	out := map[string]proto.Message{}
 	for _, spec := range outboundSpecs(in, w) {
 		if c := buildOutboundCluster(in, spec, w); c != nil {
@@ -54,13 +54,13 @@ func Clusters(in Input) (map[string]proto.Message, []string) {
 	return out, w.list
 }
 
-// warnings collects unique warning strings in order.
-type warnings struct {
+// cdsWarnings collects unique warning strings in order.
+type cdsWarnings struct {
 	list []string
 	seen map[string]bool
 }
 
-func (w *warnings) add(format string, args ...any) {
+func (w *cdsWarnings) add(format string, args ...any) {
 	if w == nil {
 		return
 	}
@@ -114,7 +114,7 @@ func (s *clusterSpec) endpoints(m *model.Snapshot) []*model.Endpoint {
 }
 
 // outboundSpecs lists the outbound clusters for in.Proxy in a stable order.
-func outboundSpecs(in Input, w *warnings) []*clusterSpec {
+func outboundSpecs(in Input, w *cdsWarnings) []*clusterSpec {
 	var specs []*clusterSpec
 	for _, svc := range in.Model.ServicesFor(in.Proxy) {
 		dr := in.Model.DestinationRuleFor(in.Proxy, svc.Hostname)
@@ -251,7 +251,7 @@ func portLevel(p *networkingv1.TrafficPolicy, port uint32) *networkingv1.Traffic
 }
 
 // warnUnsupportedDR reports DestinationRule fields Weft does not translate at all.
-func warnUnsupportedDR(dr *model.DestinationRule, origin string, w *warnings) {
+func warnUnsupportedDR(dr *model.DestinationRule, origin string, w *cdsWarnings) {
 	check := func(where string, p *networkingv1.TrafficPolicy) {
 		if p.GetTunnel() != nil {
 			w.add("%s: %s.tunnel is not supported and was ignored", origin, where)
@@ -266,7 +266,7 @@ func warnUnsupportedDR(dr *model.DestinationRule, origin string, w *warnings) {
 	}
 }
 
-func buildOutboundCluster(in Input, s *clusterSpec, w *warnings) *clusterv3.Cluster {
+func buildOutboundCluster(in Input, s *clusterSpec, w *cdsWarnings) *clusterv3.Cluster {
 	grpc := in.Proxy.Type == model.ProxyGRPC
 	if grpc && s.typ == clusterv3.Cluster_ORIGINAL_DST {
 		w.add("cluster %s: grpc clients cannot use passthrough (ORIGINAL_DST) clusters; left out", s.name)
@@ -282,10 +282,10 @@ func buildOutboundCluster(in Input, s *clusterSpec, w *warnings) *clusterv3.Clus
 	}
 	switch s.typ {
 	case clusterv3.Cluster_EDS:
-		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource(), ServiceName: s.name}
+		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: cdsADS(), ServiceName: s.name}
 		if grpc {
 			for _, e := range s.endpoints(in.Model) {
-				if isUnixAddress(e.Address) {
+				if cdsIsUnix(e.Address) {
 					w.add("cluster %s: grpc clients cannot reach Unix socket endpoint %s; left out of EDS", s.name, e.Address)
 				}
 			}
@@ -337,7 +337,7 @@ func stripForGRPCLogicalDNS(cla *endpointv3.ClusterLoadAssignment) {
 	}
 }
 
-func adsConfigSource() *corev3.ConfigSource {
+func cdsADS() *corev3.ConfigSource {
 	return &corev3.ConfigSource{
 		ResourceApiVersion:    corev3.ApiVersion_V3,
 		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
@@ -347,7 +347,7 @@ func adsConfigSource() *corev3.ConfigSource {
 // clusterMetadata carries Istio's "istio" filter metadata (the service the
 // cluster belongs to and its subset), which telemetry reads to label metrics.
 func clusterMetadata(s *clusterSpec) *corev3.Metadata {
-	svc := map[string]any{"host": s.svc.Hostname, "namespace": s.svc.Namespace, "name": shortName(s.svc.Hostname)}
+	svc := map[string]any{"host": s.svc.Hostname, "namespace": s.svc.Namespace, "name": cdsShortHost(s.svc.Hostname)}
 	fields := map[string]any{"services": []any{svc}, "default_original_port": float64(s.port.Number)}
 	if s.subset != nil {
 		fields["subset"] = s.subset.GetName()
@@ -359,7 +359,7 @@ func clusterMetadata(s *clusterSpec) *corev3.Metadata {
 	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": st}}
 }
 
-func shortName(host string) string {
+func cdsShortHost(host string) string {
 	for i := 0; i < len(host); i++ {
 		if host[i] == '.' {
 			return host[:i]
@@ -368,8 +368,8 @@ func shortName(host string) string {
 	return host
 }
 
-// sortedNames returns map keys in order (for deterministic iteration in tests and goldens).
-func sortedNames[V any](m map[string]V) []string {
+// cdsSortedKeys returns map keys in order (for deterministic iteration in tests and goldens).
+func cdsSortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

@@ -223,7 +223,7 @@ func cdsCluster(t testing.TB, res map[string]proto.Message, name string) *cluste
 	t.Helper()
 	m, ok := res[name]
 	if !ok {
-		t.Fatalf("no cluster %q; have %v", name, sortedNames(res))
+		t.Fatalf("no cluster %q; have %v", name, cdsSortedKeys(res))
 	}
 	return m.(*clusterv3.Cluster)
 }
@@ -232,7 +232,7 @@ func cdsCLA(t testing.TB, res map[string]proto.Message, name string) *endpointv3
 	t.Helper()
 	m, ok := res[name]
 	if !ok {
-		t.Fatalf("no assignment %q; have %v", name, sortedNames(res))
+		t.Fatalf("no assignment %q; have %v", name, cdsSortedKeys(res))
 	}
 	return m.(*endpointv3.ClusterLoadAssignment)
 }

@@ -79,20 +79,20 @@ func buildInboundCluster(ip InboundPort) *clusterv3.Cluster {
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationpb.New(DefaultConnectTimeout),
 		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
-		CircuitBreakers:      &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{defaultThresholds()}},
+		CircuitBreakers:      &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{cdsDefaultThresholds()}},
 		UpstreamBindConfig:   &corev3.BindConfig{SourceAddress: &corev3.SocketAddress{Address: InboundPassthroughSource, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 0}}},
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: ip.ClusterName,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{
 				LbEndpoints: []*endpointv3.LbEndpoint{{
 					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-						Address: endpointAddress("127.0.0.1", ip.EndpointPort),
+						Address: cdsEndpointAddress("127.0.0.1", ip.EndpointPort),
 					}},
 				}},
 			}},
 		},
 	}
-	if opts := httpProtocolOptions(ip.Port.Protocol, false, false, nil, nil); opts != nil {
+	if opts := upstreamHTTPOptions(ip.Port.Protocol, false, false, nil, nil); opts != nil {
 		if a, err := anypb.New(opts); err == nil {
 			c.TypedExtensionProtocolOptions = map[string]*anypb.Any{HTTPProtocolOptionsName: a}
 		}
@@ -108,9 +108,9 @@ func fixedClusters(t model.ProxyType) []*clusterv3.Cluster {
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
 			ConnectTimeout:       durationpb.New(DefaultConnectTimeout),
 			LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
-			CircuitBreakers:      &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{defaultThresholds()}},
+			CircuitBreakers:      &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{cdsDefaultThresholds()}},
 		}
-		if opts := httpProtocolOptions(model.ProtocolUnsupported, false, false, nil, nil); opts != nil {
+		if opts := upstreamHTTPOptions(model.ProtocolUnsupported, false, false, nil, nil); opts != nil {
 			if a, err := anypb.New(opts); err == nil {
 				c.TypedExtensionProtocolOptions = map[string]*anypb.Any{HTTPProtocolOptionsName: a}
 			}

@@ -29,7 +29,7 @@ type policyApplier struct {
 	c    *clusterv3.Cluster
 	spec *clusterSpec
 	grpc bool
-	w    *warnings
+	w    *cdsWarnings
 
 	// HTTP protocol options, assembled by several settings and attached once.
 	common       *corev3.HttpProtocolOptions
@@ -155,10 +155,10 @@ func (p *policyApplier) applyWarmup(lb *networkingv1.LoadBalancerSettings) {
 	}
 }
 
-// defaultThresholds are Istio's: Envoy's own defaults (1024 connections,
+// cdsDefaultThresholds are Istio's: Envoy's own defaults (1024 connections,
 // 3 retries) surprise users in a mesh, so everything is unbounded unless
 // the DestinationRule sets a limit.
-func defaultThresholds() *clusterv3.CircuitBreakers_Thresholds {
+func cdsDefaultThresholds() *clusterv3.CircuitBreakers_Thresholds {
 	return &clusterv3.CircuitBreakers_Thresholds{
 		Priority:           corev3.RoutingPriority_DEFAULT,
 		MaxConnections:     wrapperspb.UInt32(math.MaxUint32),
@@ -171,7 +171,7 @@ func defaultThresholds() *clusterv3.CircuitBreakers_Thresholds {
 
 func (p *policyApplier) thresholds() *clusterv3.CircuitBreakers_Thresholds {
 	if p.c.CircuitBreakers == nil {
-		t := defaultThresholds()
+		t := cdsDefaultThresholds()
 		if p.grpc {
 			// grpc-go reads only max_requests; keep its clusters minimal.
 			t = &clusterv3.CircuitBreakers_Thresholds{Priority: corev3.RoutingPriority_DEFAULT}
@@ -279,7 +279,7 @@ func (p *policyApplier) h2Opts() *corev3.Http2ProtocolOptions {
 // protocol for ports whose protocol is unknown (sniffed) or when
 // useClientProtocol is set, HTTP/1.1 otherwise.
 func (p *policyApplier) attachHTTPOptions() {
-	opts := httpProtocolOptions(p.spec.port.Protocol, p.forceHTTP2, p.useClientPro, p.common, p.http2)
+	opts := upstreamHTTPOptions(p.spec.port.Protocol, p.forceHTTP2, p.useClientPro, p.common, p.http2)
 	if opts == nil {
 		return
 	}
@@ -291,7 +291,7 @@ func (p *policyApplier) attachHTTPOptions() {
 	p.c.TypedExtensionProtocolOptions = map[string]*anypb.Any{HTTPProtocolOptionsName: a}
 }
 
-func httpProtocolOptions(proto model.Protocol, forceH2, useClient bool, common *corev3.HttpProtocolOptions, h2 *corev3.Http2ProtocolOptions) *httpv3.HttpProtocolOptions {
+func upstreamHTTPOptions(proto model.Protocol, forceH2, useClient bool, common *corev3.HttpProtocolOptions, h2 *corev3.Http2ProtocolOptions) *httpv3.HttpProtocolOptions {
 	h2opts := h2
 	if h2opts == nil {
 		h2opts = &corev3.Http2ProtocolOptions{}
@@ -336,7 +336,7 @@ func (p *policyApplier) applyOutlierDetection(od *networkingv1.OutlierDetection)
 	out := &clusterv3.OutlierDetection{EnforcingSuccessRate: wrapperspb.UInt32(0)}
 	if e := od.GetConsecutive_5XxErrors(); e != nil {
 		out.Consecutive_5Xx = wrapperspb.UInt32(e.GetValue())
-		out.EnforcingConsecutive_5Xx = wrapperspb.UInt32(enforce(e.GetValue()))
+		out.EnforcingConsecutive_5Xx = wrapperspb.UInt32(cdsEnforce(e.GetValue()))
 	} else if od.GetConsecutiveErrors() > 0 { //nolint:staticcheck // deprecated field still honoured
 		v := uint32(od.GetConsecutiveErrors()) //nolint:staticcheck
 		out.Consecutive_5Xx = wrapperspb.UInt32(v)
@@ -345,7 +345,7 @@ func (p *policyApplier) applyOutlierDetection(od *networkingv1.OutlierDetection)
 	}
 	if e := od.GetConsecutiveGatewayErrors(); e != nil {
 		out.ConsecutiveGatewayFailure = wrapperspb.UInt32(e.GetValue())
-		out.EnforcingConsecutiveGatewayFailure = wrapperspb.UInt32(enforce(e.GetValue()))
+		out.EnforcingConsecutiveGatewayFailure = wrapperspb.UInt32(cdsEnforce(e.GetValue()))
 	}
 	if od.GetInterval() != nil {
 		out.Interval = od.GetInterval()
@@ -392,7 +392,7 @@ func (p *policyApplier) applyOutlierDetection(od *networkingv1.OutlierDetection)
 	}
 }
 
-func enforce(v uint32) uint32 {
+func cdsEnforce(v uint32) uint32 {
 	if v > 0 {
 		return 100
 	}
@@ -436,8 +436,7 @@ func (p *policyApplier) applyLocality(pol *networkingv1.TrafficPolicy) {
 	mode := localityMode(p.in, pol)
 	if mode.distribute != nil {
 		if p.grpc {
-			p.commonLb() // grpc-go always weights localities; nothing to configure
-			return
+			return // grpc-go always weights localities; nothing to configure
 		}
 		p.commonLb().LocalityConfigSpecifier = &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{
 			LocalityWeightedLbConfig: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig{},

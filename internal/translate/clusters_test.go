@@ -603,3 +603,43 @@ func cdsWantWarning(t *testing.T, warns []string, substr string) {
 	}
 	t.Errorf("no warning mentioning %q in %q", substr, warns)
 }
+
+func TestClustersWarmupRetryBudgetKeepalive(t *testing.T) {
+	tp := &networkingv1.TrafficPolicy{
+		LoadBalancer: &networkingv1.LoadBalancerSettings{
+			LbPolicy: &networkingv1.LoadBalancerSettings_Simple{Simple: networkingv1.LoadBalancerSettings_ROUND_ROBIN},
+			Warmup: &networkingv1.WarmupConfiguration{
+				Duration: cdsDur(45 * time.Second), Aggression: wrapperspb.Double(2), MinimumPercent: wrapperspb.Double(10),
+			},
+		},
+		ConnectionPool: &networkingv1.ConnectionPoolSettings{
+			Tcp: &networkingv1.ConnectionPoolSettings_TCPSettings{
+				TcpKeepalive:          &networkingv1.ConnectionPoolSettings_TCPSettings_TcpKeepalive{Probes: 3, Time: cdsDur(time.Minute), Interval: cdsDur(10 * time.Second)},
+				MaxConnectionDuration: cdsDur(time.Hour),
+			},
+			Http: &networkingv1.ConnectionPoolSettings_HTTPSettings{H2UpgradePolicy: networkingv1.ConnectionPoolSettings_HTTPSettings_UPGRADE},
+		},
+		RetryBudget: &networkingv1.TrafficPolicy_RetryBudget{Percent: wrapperspb.Double(25), MinRetryConcurrency: 5},
+	}
+	cds, _, _ := cdsRun(t, reviewsWithDR(t, tp), cdsSidecar())
+	c := cdsCluster(t, cds, cdsReviews1)
+	ss := c.GetRoundRobinLbConfig().GetSlowStartConfig()
+	if ss.GetSlowStartWindow().AsDuration() != 45*time.Second || ss.GetAggression().GetDefaultValue() != 2 || ss.GetMinWeightPercent().GetValue() != 10 {
+		t.Errorf("slow start %v", ss)
+	}
+	ka := c.GetUpstreamConnectionOptions().GetTcpKeepalive()
+	if ka.GetKeepaliveProbes().GetValue() != 3 || ka.GetKeepaliveTime().GetValue() != 60 || ka.GetKeepaliveInterval().GetValue() != 10 {
+		t.Errorf("tcp keepalive %v", ka)
+	}
+	rb := c.GetCircuitBreakers().GetThresholds()[0].GetRetryBudget()
+	if rb.GetBudgetPercent().GetValue() != 25 || rb.GetMinRetryConcurrency().GetValue() != 5 {
+		t.Errorf("retry budget %v", rb)
+	}
+	o := cdsHTTPOptions(t, c)
+	if o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
+		t.Error("h2UpgradePolicy UPGRADE on an HTTP port must use HTTP/2 upstream")
+	}
+	if o.GetCommonHttpProtocolOptions().GetMaxConnectionDuration().AsDuration() != time.Hour {
+		t.Errorf("max_connection_duration %v", o.GetCommonHttpProtocolOptions())
+	}
+}

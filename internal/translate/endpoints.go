@@ -70,7 +70,7 @@ func buildLoadAssignment(in Input, s *clusterSpec, eps []*model.Endpoint) *endpo
 	groups := map[groupKey][]*endpointv3.LbEndpoint{}
 	seen := map[string]bool{}
 	for _, e := range eps {
-		if grpc && isUnixAddress(e.Address) {
+		if grpc && cdsIsUnix(e.Address) {
 			continue // reported by Clusters
 		}
 		key := e.Address + "|" + strconv.FormatUint(uint64(e.Port), 10)
@@ -82,7 +82,7 @@ func buildLoadAssignment(in Input, s *clusterSpec, eps []*model.Endpoint) *endpo
 		if mode.failover && len(mode.failoverPriority) > 0 {
 			k.labelPrio = labelPriority(mode, in.Proxy, e)
 		}
-		groups[k] = append(groups[k], lbEndpoint(e))
+		groups[k] = append(groups[k], cdsLbEndpoint(e))
 	}
 
 	keys := make([]groupKey, 0, len(groups))
@@ -97,7 +97,7 @@ func buildLoadAssignment(in Input, s *clusterSpec, eps []*model.Endpoint) *endpo
 	}
 	var all []prioritized
 	for _, k := range keys {
-		loc := parseLocality(k.locality)
+		loc := cdsParseLocality(k.locality)
 		llb := &endpointv3.LocalityLbEndpoints{Locality: loc, LbEndpoints: groups[k]}
 		var total uint64
 		for _, e := range llb.LbEndpoints {
@@ -132,7 +132,7 @@ func buildLoadAssignment(in Input, s *clusterSpec, eps []*model.Endpoint) *endpo
 	return cla
 }
 
-func lbEndpoint(e *model.Endpoint) *endpointv3.LbEndpoint {
+func cdsLbEndpoint(e *model.Endpoint) *endpointv3.LbEndpoint {
 	weight := e.Weight
 	if weight == 0 {
 		weight = 1
@@ -143,7 +143,7 @@ func lbEndpoint(e *model.Endpoint) *endpointv3.LbEndpoint {
 	}
 	lb := &endpointv3.LbEndpoint{
 		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-			Address: endpointAddress(e.Address, e.Port),
+			Address: cdsEndpointAddress(e.Address, e.Port),
 		}},
 		HealthStatus:        health,
 		LoadBalancingWeight: wrapperspb.UInt32(weight),
@@ -153,7 +153,7 @@ func lbEndpoint(e *model.Endpoint) *endpointv3.LbEndpoint {
 		md[TransportSocketMatchKey] = &structpb.Struct{Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue("istio")}}
 	}
 	if e.Workload.Name != "" {
-		md["istio"] = &structpb.Struct{Fields: map[string]*structpb.Value{"workload": structpb.NewStringValue(workloadMetadata(e))}}
+		md["istio"] = &structpb.Struct{Fields: map[string]*structpb.Value{"workload": structpb.NewStringValue(cdsWorkloadMetadata(e))}}
 	}
 	if len(md) > 0 {
 		lb.Metadata = &corev3.Metadata{FilterMetadata: md}
@@ -161,20 +161,20 @@ func lbEndpoint(e *model.Endpoint) *endpointv3.LbEndpoint {
 	return lb
 }
 
-// workloadMetadata is Istio's "name;namespace;canonical-service;canonical-revision;cluster".
-func workloadMetadata(e *model.Endpoint) string {
-	svc := firstLabel(e.Labels, "service.istio.io/canonical-name", "app.kubernetes.io/name", "app")
+// cdsWorkloadMetadata is Istio's "name;namespace;canonical-service;canonical-revision;cluster".
+func cdsWorkloadMetadata(e *model.Endpoint) string {
+	svc := cdsFirstLabel(e.Labels, "service.istio.io/canonical-name", "app.kubernetes.io/name", "app")
 	if svc == "" {
 		svc = e.Workload.Name
 	}
-	rev := firstLabel(e.Labels, "service.istio.io/canonical-revision", "app.kubernetes.io/version", "version")
+	rev := cdsFirstLabel(e.Labels, "service.istio.io/canonical-revision", "app.kubernetes.io/version", "version")
 	if rev == "" {
 		rev = "latest"
 	}
 	return e.Workload.Name + ";" + e.Workload.Namespace + ";" + svc + ";" + rev + ";"
 }
 
-func firstLabel(labels map[string]string, keys ...string) string {
+func cdsFirstLabel(labels map[string]string, keys ...string) string {
 	for _, k := range keys {
 		if v := labels[k]; v != "" {
 			return v
@@ -183,11 +183,11 @@ func firstLabel(labels map[string]string, keys ...string) string {
 	return ""
 }
 
-func isUnixAddress(addr string) bool { return strings.HasPrefix(addr, "unix://") }
+func cdsIsUnix(addr string) bool { return strings.HasPrefix(addr, "unix://") }
 
-// endpointAddress is a socket address for an IP or host name, or a pipe for "unix://PATH".
-func endpointAddress(addr string, port uint32) *corev3.Address {
-	if isUnixAddress(addr) {
+// cdsEndpointAddress is a socket address for an IP or host name, or a pipe for "unix://PATH".
+func cdsEndpointAddress(addr string, port uint32) *corev3.Address {
+	if cdsIsUnix(addr) {
 		return &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: strings.TrimPrefix(addr, "unix://")}}}
 	}
 	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
@@ -197,9 +197,9 @@ func endpointAddress(addr string, port uint32) *corev3.Address {
 	}}}
 }
 
-// parseLocality splits "region/zone/subzone". grpc-go rejects a locality
+// cdsParseLocality splits "region/zone/subzone". grpc-go rejects a locality
 // without an ID message, so an empty one is still a (blank) Locality.
-func parseLocality(s string) *corev3.Locality {
+func cdsParseLocality(s string) *corev3.Locality {
 	parts := strings.SplitN(s, "/", 3)
 	l := &corev3.Locality{Region: parts[0]}
 	if len(parts) > 1 {
@@ -215,7 +215,7 @@ func parseLocality(s string) *corev3.Locality {
 // ("region/zone/subzone"), else from its topology labels; nil if unknown.
 func ProxyLocality(p *model.Proxy) *corev3.Locality {
 	if s := p.Metadata[LocalityMetadataKey]; s != "" {
-		return parseLocality(s)
+		return cdsParseLocality(s)
 	}
 	r := p.Labels[LabelRegion]
 	if r == "" {
@@ -339,7 +339,7 @@ func proxyTopologyLabel(loc *corev3.Locality, p *model.Proxy, key string) string
 }
 
 func endpointTopologyLabel(e *model.Endpoint, key string) string {
-	l := parseLocality(e.Locality)
+	l := cdsParseLocality(e.Locality)
 	switch key {
 	case LabelRegion:
 		return l.GetRegion()
@@ -364,7 +364,7 @@ func applyDistribute(cla *endpointv3.ClusterLoadAssignment, d *networkingv1.Loca
 	for i := range cla.Endpoints {
 		unmatched[i] = true
 	}
-	for _, pattern := range sortedNames(d.GetTo()) {
+	for _, pattern := range cdsSortedKeys(d.GetTo()) {
 		pct := d.GetTo()[pattern]
 		var idx []int
 		var total uint64

@@ -23,7 +23,7 @@ var updateClustersGolden = flag.Bool("update-clusters", false, "rewrite internal
 func cdsRender(t testing.TB, res map[string]proto.Message, warnings []string) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	for _, name := range sortedNames(res) {
+	for _, name := range cdsSortedKeys(res) {
 		raw, err := protojson.Marshal(res[name])
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

@@ -120,7 +120,7 @@ func (p *policyApplier) istioMutual(sans []string) *tlsv3.UpstreamTlsContext {
 					CaCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{
 						InstanceName: GRPCCertProviderInstance, CertificateName: SDSRootSecret,
 					},
-					MatchSubjectAltNames: exactMatchers(sans),
+					MatchSubjectAltNames: cdsExactSANs(sans),
 				}},
 			},
 		}
@@ -129,19 +129,19 @@ func (p *policyApplier) istioMutual(sans []string) *tlsv3.UpstreamTlsContext {
 		Sni: sni,
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			AlpnProtocols:                  IstioALPN,
-			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(SDSDefaultSecret)},
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{cdsSDSSecret(SDSDefaultSecret)},
 			ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{
 				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
-					DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchSubjectAltNames: exactMatchers(sans)},
-					ValidationContextSdsSecretConfig: sdsSecret(SDSRootSecret),
+					DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchSubjectAltNames: cdsExactSANs(sans)},
+					ValidationContextSdsSecretConfig: cdsSDSSecret(SDSRootSecret),
 				},
 			},
 		},
 	}
 }
 
-func sdsSecret(name string) *tlsv3.SdsSecretConfig {
-	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: adsConfigSource()}
+func cdsSDSSecret(name string) *tlsv3.SdsSecretConfig {
+	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: cdsADS()}
 }
 
 // originTLS builds SIMPLE/MUTUAL TLS to a server outside the mesh's identity
@@ -150,7 +150,7 @@ func sdsSecret(name string) *tlsv3.SdsSecretConfig {
 func (p *policyApplier) originTLS(t *networkingv1.ClientTLSSettings) *tlsv3.UpstreamTlsContext {
 	common := &tlsv3.CommonTlsContext{}
 	ctx := &tlsv3.UpstreamTlsContext{CommonTlsContext: common, Sni: t.GetSni()}
-	if ctx.Sni == "" && !isWildcard(p.spec.svc.Hostname) {
+	if ctx.Sni == "" && !cdsIsWildcardHost(p.spec.svc.Hostname) {
 		// Without an explicit sni, present the service host name: TLS
 		// origination to external hosts almost always needs it.
 		ctx.Sni = p.spec.svc.Hostname
@@ -164,23 +164,23 @@ func (p *policyApplier) originTLS(t *networkingv1.ClientTLSSettings) *tlsv3.Upst
 
 	var vc *tlsv3.CertificateValidationContext
 	if !skipVerify {
-		vc = &tlsv3.CertificateValidationContext{MatchSubjectAltNames: exactMatchers(sans)}
+		vc = &tlsv3.CertificateValidationContext{MatchSubjectAltNames: cdsExactSANs(sans)}
 		if t.GetCaCertificates() != "" {
-			vc.TrustedCa = fileSource(t.GetCaCertificates())
+			vc.TrustedCa = cdsFile(t.GetCaCertificates())
 		}
 		if t.GetCaCrl() != "" {
-			vc.Crl = fileSource(t.GetCaCrl())
+			vc.Crl = cdsFile(t.GetCaCrl())
 		}
 	}
 	if name := t.GetCredentialName(); name != "" {
 		if mutual {
-			common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsSecret(name)}
+			common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{cdsSDSSecret(name)}
 		}
 		if vc != nil {
 			common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
 				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 					DefaultValidationContext:         vc,
-					ValidationContextSdsSecretConfig: sdsSecret(name + SDSCASuffix),
+					ValidationContextSdsSecretConfig: cdsSDSSecret(name + SDSCASuffix),
 				},
 			}
 		}
@@ -194,8 +194,8 @@ func (p *policyApplier) originTLS(t *networkingv1.ClientTLSSettings) *tlsv3.Upst
 			p.w.add("%s: tls mode MUTUAL without clientCertificate and privateKey; no client certificate sent", p.where())
 		} else {
 			common.TlsCertificates = []*tlsv3.TlsCertificate{{
-				CertificateChain: fileSource(t.GetClientCertificate()),
-				PrivateKey:       fileSource(t.GetPrivateKey()),
+				CertificateChain: cdsFile(t.GetClientCertificate()),
+				PrivateKey:       cdsFile(t.GetPrivateKey()),
 			}}
 		}
 	}
@@ -204,14 +204,14 @@ func (p *policyApplier) originTLS(t *networkingv1.ClientTLSSettings) *tlsv3.Upst
 			// Envoy verifies nothing without trusted_ca (and does not
 			// implement system_root_certs), so point it at the OS bundle,
 			// as Istio does with VERIFY_CERTIFICATE_AT_CLIENT.
-			vc.TrustedCa = fileSource(SystemCABundle)
+			vc.TrustedCa = cdsFile(SystemCABundle)
 		}
 		common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc}
 	}
 	return ctx
 }
 
-func fileSource(path string) *corev3.DataSource {
+func cdsFile(path string) *corev3.DataSource {
 	return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: path}}
 }
 
@@ -270,7 +270,7 @@ func (p *policyApplier) meshSANs() []string {
 	return out
 }
 
-func exactMatchers(sans []string) []*matcherv3.StringMatcher {
+func cdsExactSANs(sans []string) []*matcherv3.StringMatcher {
 	if len(sans) == 0 {
 		return nil
 	}
@@ -293,4 +293,4 @@ func endpointTLSMode(e *model.Endpoint) bool {
 	return e.Workload.Name != ""
 }
 
-func isWildcard(host string) bool { return len(host) > 0 && host[0] == '*' }
+func cdsIsWildcardHost(host string) bool { return len(host) > 0 && host[0] == '*' }
