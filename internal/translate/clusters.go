@@ -297,10 +297,9 @@ func buildOutboundCluster(in Input, s *clusterSpec, w *cdsWarnings) *clusterv3.C
 	case clusterv3.Cluster_LOGICAL_DNS:
 		eps := s.endpoints(in.Model)
 		if len(eps) == 0 {
-			if grpc {
-				w.add("cluster %s: no endpoint to resolve; grpc LOGICAL_DNS cluster left out", s.name)
-				return nil
-			}
+			// Envoy and grpc-go both reject a LOGICAL_DNS cluster without its one host.
+			w.add("cluster %s: no endpoint selected to resolve; LOGICAL_DNS cluster left out", s.name)
+			return nil
 		} else if len(eps) > 1 {
 			// Envoy and grpc-go both require exactly one host for LOGICAL_DNS.
 			w.add("cluster %s: LOGICAL_DNS uses only the first of %d endpoints (%s)", s.name, len(eps), eps[0].Address)

@@ -63,7 +63,7 @@ func cdsSidecar() *model.Proxy {
 		Namespace: "default",
 		Labels:    map[string]string{"app": "productpage"},
 		IPs:       []string{"10.0.0.1"},
-		Metadata:  map[string]string{LocalityMetadataKey: "us-east/us-east-1a"},
+		Metadata:  map[string]string{cdsLocalityMetadataKey: "us-east/us-east-1a"},
 		Workload:  config.Key{Kind: config.KindWorkloadEntry, Namespace: "default", Name: "productpage"},
 	}
 }
@@ -119,7 +119,7 @@ func cdsMeshObjects() []*config.Object {
 		}),
 		reviewsWE("reviews-v1", "10.0.1.1", "v1", "us-east/us-east-1a", nil),
 		reviewsWE("reviews-v2", "10.0.1.2", "v2", "us-east/us-east-1b", nil),
-		reviewsWE("reviews-v3", "10.0.2.1", "v3", "eu-west/eu-west-1a", map[string]string{TLSModeLabel: "disabled"}),
+		reviewsWE("reviews-v3", "10.0.2.1", "v3", "eu-west/eu-west-1a", map[string]string{cdsTLSModeLabel: "disabled"}),
 		cdsDR("default", "reviews", &networkingv1.DestinationRule{
 			Host: "reviews",
 			TrafficPolicy: &networkingv1.TrafficPolicy{
@@ -239,8 +239,8 @@ func cdsCLA(t testing.TB, res map[string]proto.Message, name string) *endpointv3
 
 func cdsUpstreamTLS(t testing.TB, ts *corev3.TransportSocket) *tlsv3.UpstreamTlsContext {
 	t.Helper()
-	if ts.GetName() != TLSTransportSocketName {
-		t.Fatalf("transport socket %q, want %q", ts.GetName(), TLSTransportSocketName)
+	if ts.GetName() != cdsTLSSocketName {
+		t.Fatalf("transport socket %q, want %q", ts.GetName(), cdsTLSSocketName)
 	}
 	ctx := &tlsv3.UpstreamTlsContext{}
 	if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {

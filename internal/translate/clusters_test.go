@@ -320,12 +320,12 @@ func TestClustersIstioMutual(t *testing.T) {
 	if len(sans) != 1 || sans[0].GetExact() != "spiffe://cluster.local/ns/default/sa/ratings-override" {
 		t.Errorf("SANs %v, want the DR's subjectAltNames", sans)
 	}
-	if cv.GetValidationContextSdsSecretConfig().GetName() != SDSRootSecret ||
-		ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetName() != SDSDefaultSecret {
+	if cv.GetValidationContextSdsSecretConfig().GetName() != cdsSDSRootSecret ||
+		ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetName() != cdsSDSCertSecret {
 		t.Errorf("SDS secrets %v", ctx.GetCommonTlsContext())
 	}
-	if !slices.Equal(ctx.GetCommonTlsContext().GetAlpnProtocols(), IstioALPN) {
-		t.Errorf("alpn %v, want %v", ctx.GetCommonTlsContext().GetAlpnProtocols(), IstioALPN)
+	if !slices.Equal(ctx.GetCommonTlsContext().GetAlpnProtocols(), cdsIstioALPN) {
+		t.Errorf("alpn %v, want %v", ctx.GetCommonTlsContext().GetAlpnProtocols(), cdsIstioALPN)
 	}
 
 	// SANs derived from endpoint service accounts, subset SNI.
@@ -349,8 +349,8 @@ func TestClustersIstioMutual(t *testing.T) {
 	cds, _, _ = cdsRun(t, m, cdsGRPCProxy())
 	ctx = cdsUpstreamTLS(t, cdsCluster(t, cds, cdsReviews1).GetTransportSocket())
 	cc := ctx.GetCommonTlsContext()
-	if cc.GetTlsCertificateProviderInstance().GetInstanceName() != GRPCCertProviderInstance ||
-		cc.GetValidationContext().GetCaCertificateProviderInstance().GetCertificateName() != SDSRootSecret ||
+	if cc.GetTlsCertificateProviderInstance().GetInstanceName() != cdsGRPCCertProvider ||
+		cc.GetValidationContext().GetCaCertificateProviderInstance().GetCertificateName() != cdsSDSRootSecret ||
 		len(cc.GetTlsCertificateSdsSecretConfigs()) != 0 {
 		t.Errorf("grpc tls context %v", cc)
 	}
@@ -361,7 +361,7 @@ func TestClustersAutoMTLS(t *testing.T) {
 	c := cdsCluster(t, cds, cdsReviews1)
 	tsm := c.GetTransportSocketMatches()
 	if len(tsm) != 2 || tsm[0].GetName() != AutoMTLSMatchName || tsm[0].GetMatch().GetFields()["tlsMode"].GetStringValue() != "istio" ||
-		len(tsm[1].GetMatch().GetFields()) != 0 || tsm[1].GetTransportSocket().GetName() != RawBufferTransportSocketName {
+		len(tsm[1].GetMatch().GetFields()) != 0 || tsm[1].GetTransportSocket().GetName() != cdsRawBufferSocketName {
 		t.Fatalf("transport_socket_matches %v", tsm)
 	}
 	ctx := cdsUpstreamTLS(t, tsm[0].GetTransportSocket())
@@ -434,7 +434,7 @@ func TestClustersOriginationTLS(t *testing.T) {
 			ctx := cdsUpstreamTLS(t, c.GetTransportSocket())
 			cc := ctx.GetCommonTlsContext()
 			if ctx.GetSni() != "api.example.com" || len(cc.GetTlsCertificateSdsSecretConfigs()) != 0 ||
-				cc.GetCombinedValidationContext().GetValidationContextSdsSecretConfig().GetName() != "api-cred"+SDSCASuffix {
+				cc.GetCombinedValidationContext().GetValidationContextSdsSecretConfig().GetName() != "api-cred"+cdsSDSCASuffix {
 				t.Errorf("context %v", ctx)
 			}
 		}},

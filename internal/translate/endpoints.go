@@ -19,12 +19,12 @@ import (
 
 // Labels and metadata keys used to place a proxy and endpoints in the topology.
 const (
-	// LocalityMetadataKey is the node metadata key holding "region/zone/subzone".
-	LocalityMetadataKey = "LOCALITY"
-	LabelRegion         = "topology.kubernetes.io/region"
-	LabelZone           = "topology.kubernetes.io/zone"
-	LabelSubzone        = "topology.istio.io/subzone"
-	LabelNetwork        = "topology.istio.io/network"
+	// cdsLocalityMetadataKey is the node metadata key holding "region/zone/subzone".
+	cdsLocalityMetadataKey = "LOCALITY"
+	cdsLabelRegion         = "topology.kubernetes.io/region"
+	cdsLabelZone           = "topology.kubernetes.io/zone"
+	cdsLabelSubzone        = "topology.istio.io/subzone"
+	cdsLabelNetwork        = "topology.istio.io/network"
 )
 
 // Endpoints returns one ClusterLoadAssignment per EDS cluster Clusters
@@ -214,14 +214,14 @@ func cdsParseLocality(s string) *corev3.Locality {
 // ProxyLocality returns the proxy's locality from node metadata LOCALITY
 // ("region/zone/subzone"), else from its topology labels; nil if unknown.
 func ProxyLocality(p *model.Proxy) *corev3.Locality {
-	if s := p.Metadata[LocalityMetadataKey]; s != "" {
+	if s := p.Metadata[cdsLocalityMetadataKey]; s != "" {
 		return cdsParseLocality(s)
 	}
-	r := p.Labels[LabelRegion]
+	r := p.Labels[cdsLabelRegion]
 	if r == "" {
 		return nil
 	}
-	return &corev3.Locality{Region: r, Zone: p.Labels[LabelZone], SubZone: p.Labels[LabelSubzone]}
+	return &corev3.Locality{Region: r, Zone: p.Labels[cdsLabelZone], SubZone: p.Labels[cdsLabelSubzone]}
 }
 
 // localityPlan is how locality load balancing applies to one cluster for one proxy.
@@ -324,13 +324,13 @@ func labelPriority(plan localityPlan, p *model.Proxy, e *model.Endpoint) int {
 
 func proxyTopologyLabel(loc *corev3.Locality, p *model.Proxy, key string) string {
 	switch key {
-	case LabelRegion:
+	case cdsLabelRegion:
 		return loc.GetRegion()
-	case LabelZone:
+	case cdsLabelZone:
 		return loc.GetZone()
-	case LabelSubzone:
+	case cdsLabelSubzone:
 		return loc.GetSubZone()
-	case LabelNetwork:
+	case cdsLabelNetwork:
 		if v := p.Metadata["NETWORK"]; v != "" {
 			return v
 		}
@@ -341,13 +341,13 @@ func proxyTopologyLabel(loc *corev3.Locality, p *model.Proxy, key string) string
 func endpointTopologyLabel(e *model.Endpoint, key string) string {
 	l := cdsParseLocality(e.Locality)
 	switch key {
-	case LabelRegion:
+	case cdsLabelRegion:
 		return l.GetRegion()
-	case LabelZone:
+	case cdsLabelZone:
 		return l.GetZone()
-	case LabelSubzone:
+	case cdsLabelSubzone:
 		return l.GetSubZone()
-	case LabelNetwork:
+	case cdsLabelNetwork:
 		if e.Network != "" {
 			return e.Network
 		}

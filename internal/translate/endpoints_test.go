@@ -77,7 +77,7 @@ func TestEndpointsLocalityFailover(t *testing.T) {
 		}}, nil, map[string]uint32{"10.0.1.1": 0, "10.0.1.2": 0, "10.0.2.1": 0}},
 		{"proxy locality from labels", &networkingv1.TrafficPolicy{OutlierDetection: outlier}, func(p *model.Proxy) {
 			p.Metadata = nil
-			p.Labels = map[string]string{LabelRegion: "eu-west", LabelZone: "eu-west-1a"}
+			p.Labels = map[string]string{cdsLabelRegion: "eu-west", cdsLabelZone: "eu-west-1a"}
 		}, map[string]uint32{"10.0.2.1": 0, "10.0.1.1": 1, "10.0.1.2": 1}},
 		{"unknown proxy locality", &networkingv1.TrafficPolicy{OutlierDetection: outlier}, func(p *model.Proxy) {
 			p.Metadata = nil

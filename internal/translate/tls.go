@@ -16,24 +16,27 @@ import (
 	"github.com/weftmesh/weft/internal/model"
 )
 
-// Names shared with the SDS generator and the proxy's certificate manager.
+// Names shared with the SDS generator, the listener generator and the
+// proxy's certificate manager. The shared ones carry a cds prefix and stay
+// unexported until they move to names.go, so that generators written in
+// parallel in this package cannot declare the same identifier twice.
 const (
-	// TLSTransportSocketName is Envoy's (and grpc-go's) TLS transport socket.
-	TLSTransportSocketName = "envoy.transport_sockets.tls"
-	// RawBufferTransportSocketName is plaintext.
-	RawBufferTransportSocketName = "envoy.transport_sockets.raw_buffer"
-	// SDSDefaultSecret is the workload certificate secret (Istio's "default").
-	SDSDefaultSecret = "default"
-	// SDSRootSecret is the mesh root CA bundle secret (Istio's "ROOTCA").
-	SDSRootSecret = "ROOTCA"
-	// SDSCASuffix is appended to a credentialName to name its CA bundle (Istio's "-cacert").
-	SDSCASuffix = "-cacert"
-	// GRPCCertProviderInstance is the certificate provider instance proxyless
+	// cdsTLSSocketName is Envoy's (and grpc-go's) TLS transport socket.
+	cdsTLSSocketName = "envoy.transport_sockets.tls"
+	// cdsRawBufferSocketName is plaintext.
+	cdsRawBufferSocketName = "envoy.transport_sockets.raw_buffer"
+	// cdsSDSCertSecret is the workload certificate secret (Istio's "default").
+	cdsSDSCertSecret = "default"
+	// cdsSDSRootSecret is the mesh root CA bundle secret (Istio's "ROOTCA").
+	cdsSDSRootSecret = "ROOTCA"
+	// cdsSDSCASuffix is appended to a credentialName to name its CA bundle (Istio's "-cacert").
+	cdsSDSCASuffix = "-cacert"
+	// cdsGRPCCertProvider is the certificate provider instance proxyless
 	// gRPC bootstraps define (Istio's grpc bootstrap names it "default").
-	GRPCCertProviderInstance = "default"
+	cdsGRPCCertProvider = "default"
 
-	// TLSModeLabel marks a workload whose proxy terminates Istio mTLS.
-	TLSModeLabel = "security.istio.io/tlsMode"
+	// cdsTLSModeLabel marks a workload whose proxy terminates Istio mTLS.
+	cdsTLSModeLabel = "security.istio.io/tlsMode"
 	// TransportSocketMatchKey is the endpoint filter metadata Envoy matches
 	// transport_socket_matches against.
 	TransportSocketMatchKey = "envoy.transport_socket_match"
@@ -44,8 +47,8 @@ const (
 	SystemCABundle = "/etc/ssl/certs/ca-certificates.crt"
 )
 
-// IstioALPN is offered on ISTIO_MUTUAL upstream connections.
-var IstioALPN = []string{"istio-peer-exchange", "istio"}
+// cdsIstioALPN is offered on ISTIO_MUTUAL upstream connections.
+var cdsIstioALPN = []string{"istio-peer-exchange", "istio"}
 
 // IstioSNI is the SNI Istio sends on mTLS connections to a cluster:
 // "outbound_.PORT_.SUBSET_.HOST". Servers (and east-west gateways) route on it.
@@ -53,8 +56,8 @@ func IstioSNI(port uint32, subset, host string) string {
 	return fmt.Sprintf("outbound_.%d_.%s_.%s", port, subset, host)
 }
 
-// SpiffeID returns "spiffe://TRUSTDOMAIN/ns/NAMESPACE/sa/SERVICEACCOUNT".
-func SpiffeID(trustDomain, ns, sa string) string {
+// cdsSpiffeID returns "spiffe://TRUSTDOMAIN/ns/NAMESPACE/sa/SERVICEACCOUNT".
+func cdsSpiffeID(trustDomain, ns, sa string) string {
 	return fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", trustDomain, ns, sa)
 }
 
@@ -102,7 +105,7 @@ func (p *policyApplier) tlsSocket(ctx *tlsv3.UpstreamTlsContext) *corev3.Transpo
 		p.w.add("%s: marshal UpstreamTlsContext: %v", p.where(), err)
 		return nil
 	}
-	return &corev3.TransportSocket{Name: TLSTransportSocketName, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
+	return &corev3.TransportSocket{Name: cdsTLSSocketName, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
 }
 
 // istioMutual builds the mesh mTLS context: workload certificate and root CA
@@ -114,11 +117,11 @@ func (p *policyApplier) istioMutual(sans []string) *tlsv3.UpstreamTlsContext {
 			Sni: sni,
 			CommonTlsContext: &tlsv3.CommonTlsContext{
 				TlsCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{
-					InstanceName: GRPCCertProviderInstance, CertificateName: SDSDefaultSecret,
+					InstanceName: cdsGRPCCertProvider, CertificateName: cdsSDSCertSecret,
 				},
 				ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 					CaCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{
-						InstanceName: GRPCCertProviderInstance, CertificateName: SDSRootSecret,
+						InstanceName: cdsGRPCCertProvider, CertificateName: cdsSDSRootSecret,
 					},
 					MatchSubjectAltNames: cdsExactSANs(sans),
 				}},
@@ -128,12 +131,12 @@ func (p *policyApplier) istioMutual(sans []string) *tlsv3.UpstreamTlsContext {
 	return &tlsv3.UpstreamTlsContext{
 		Sni: sni,
 		CommonTlsContext: &tlsv3.CommonTlsContext{
-			AlpnProtocols:                  IstioALPN,
-			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{cdsSDSSecret(SDSDefaultSecret)},
+			AlpnProtocols:                  cdsIstioALPN,
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{cdsSDSSecret(cdsSDSCertSecret)},
 			ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{
 				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 					DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchSubjectAltNames: cdsExactSANs(sans)},
-					ValidationContextSdsSecretConfig: cdsSDSSecret(SDSRootSecret),
+					ValidationContextSdsSecretConfig: cdsSDSSecret(cdsSDSRootSecret),
 				},
 			},
 		},
@@ -180,7 +183,7 @@ func (p *policyApplier) originTLS(t *networkingv1.ClientTLSSettings) *tlsv3.Upst
 			common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
 				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 					DefaultValidationContext:         vc,
-					ValidationContextSdsSecretConfig: cdsSDSSecret(name + SDSCASuffix),
+					ValidationContextSdsSecretConfig: cdsSDSSecret(name + cdsSDSCASuffix),
 				},
 			}
 		}
@@ -236,7 +239,7 @@ func (p *policyApplier) applyAutoMTLS() {
 	p.c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{
 		{Name: AutoMTLSMatchName, Match: match, TransportSocket: ts},
 		{Name: "tlsMode-disabled", Match: &structpb.Struct{}, TransportSocket: &corev3.TransportSocket{
-			Name: RawBufferTransportSocketName, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: raw},
+			Name: cdsRawBufferSocketName, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: raw},
 		}},
 	}
 }
@@ -260,7 +263,7 @@ func (p *policyApplier) meshSANs() []string {
 		if ns == "" {
 			ns = p.spec.svc.Namespace
 		}
-		id := SpiffeID(td, ns, e.ServiceAccount)
+		id := cdsSpiffeID(td, ns, e.ServiceAccount)
 		if !seen[id] {
 			seen[id] = true
 			out = append(out, id)
@@ -287,7 +290,7 @@ func cdsExactSANs(sans []string) []*matcherv3.StringMatcher {
 // WorkloadEntry are mesh workloads (Weft proxies always run next to them)
 // and plain ServiceEntry addresses are not.
 func endpointTLSMode(e *model.Endpoint) bool {
-	if v, ok := e.Labels[TLSModeLabel]; ok {
+	if v, ok := e.Labels[cdsTLSModeLabel]; ok {
 		return v == "istio"
 	}
 	return e.Workload.Name != ""
