@@ -210,3 +210,49 @@ func TestEndpointsUnixAndEmpty(t *testing.T) {
 	}
 	cdsWantWarning(t, warns, "Unix socket")
 }
+
+// cdsServing simulates Envoy's priority selection without overprovisioning
+// headroom: traffic goes to the healthy endpoints of the lowest priority
+// that has any.
+func cdsServing(cla *endpointv3.ClusterLoadAssignment) []string {
+	best := map[uint32][]string{}
+	minPrio := uint32(1 << 31)
+	for _, l := range cla.GetEndpoints() {
+		for _, e := range l.GetLbEndpoints() {
+			if e.GetHealthStatus() == corev3.HealthStatus_UNHEALTHY {
+				continue
+			}
+			best[l.GetPriority()] = append(best[l.GetPriority()], e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress())
+			minPrio = min(minPrio, l.GetPriority())
+		}
+	}
+	return best[minPrio]
+}
+
+func TestEndpointsFailoverSimulation(t *testing.T) {
+	tp := &networkingv1.TrafficPolicy{OutlierDetection: &networkingv1.OutlierDetection{Consecutive_5XxErrors: cdsU32(3)}}
+	objs := append(cdsMeshObjects()[:4], cdsDR("default", "reviews", &networkingv1.DestinationRule{Host: "reviews", TrafficPolicy: tp}))
+	for _, tc := range []struct {
+		name      string
+		unhealthy map[string]bool
+		want      string
+	}{
+		{"all healthy: local zone", nil, "10.0.1.1"},
+		{"local zone down: same region", map[string]bool{"reviews-v1": true}, "10.0.1.2"},
+		{"region down: other region", map[string]bool{"reviews-v1": true, "reviews-v2": true}, "10.0.2.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vips, _ := model.NewVIPTable(nil)
+			m, err := model.Build(config.NewSnapshot(1, objs, nil), model.BuildOptions{VIPs: vips,
+				Health: func(k config.Key) (model.Health, bool) { return model.Unhealthy, tc.unhealthy[k.Name] }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, eds := cdsRun(t, m, cdsSidecar())
+			got := cdsServing(cdsCLA(t, eds, cdsReviews1))
+			if len(got) != 1 || got[0] != tc.want {
+				t.Errorf("traffic goes to %v, want [%s]", got, tc.want)
+			}
+		})
+	}
+}
