@@ -32,6 +32,12 @@ const DefaultConnectTimeout = 10 * time.Second
 // Proxyless gRPC clients get only outbound clusters of the kinds grpc-go
 // accepts (EDS and LOGICAL_DNS, lb_policy ROUND_ROBIN/RING_HASH/LEAST_REQUEST,
 // no transport_socket_matches); anything else is left out with a warning.
+//
+// Defaults follow Istio: lb_policy LEAST_REQUEST when the DestinationRule
+// names none, connect_timeout 10s, unbounded circuit breaker thresholds, and
+// auto-mTLS (see applyAutoMTLS and endpointTLSMode) for mesh-internal
+// services whose effective policy sets no tls. The DestinationRule policy
+// for each cluster is MergeTrafficPolicy's result.
 func Clusters(in Input) (map[string]proto.Message, []string) {
 	w := &cdsWarnings{}
 	out := map[string]proto.Message{}
