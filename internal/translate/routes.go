@@ -100,7 +100,7 @@ func (g *routeGen) sidecarRouteConfig(port uint32) *routev3.RouteConfiguration {
 		// pointing at an unknown host); Envoy must not reject the table for that.
 		ValidateClusters: wrapperspb.Bool(false),
 	}
-	used := map[string]bool{"*": true}
+	used := map[string]string{"*": AllowAnyVirtualHost}
 	for _, svc := range g.services {
 		sp, ok := svc.PortByNumber(port)
 		if !ok || !sp.Protocol.IsHTTP() {
@@ -111,10 +111,12 @@ func (g *routeGen) sidecarRouteConfig(port uint32) *routev3.RouteConfiguration {
 		// the first service in hostname order.
 		var domains []string
 		for _, d := range vhostDomains(svc, port, g.proxy.Namespace, g.in.Model.Mesh.DomainSuffix) {
-			if !used[d] {
-				used[d] = true
-				domains = append(domains, d)
+			if prev, dup := used[d]; dup {
+				g.diags.warnService(svc, "spec", "domain %q on port %d is already served by %s; %s does not get it", d, port, prev, svc.Hostname)
+				continue
 			}
+			used[d] = svc.Hostname
+			domains = append(domains, d)
 		}
 		if len(domains) == 0 {
 			continue
@@ -316,6 +318,10 @@ func (d *diagSet) warn(vs *model.VirtualService, field, format string, args ...a
 		diag.Origin = vs.Object.Origin
 	}
 	d.add(diag)
+}
+
+func (d *diagSet) warnService(svc *model.Service, field, format string, args ...any) {
+	d.add(config.Diagnostic{Severity: config.SeverityWarning, Key: svc.Source, Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
 func (d *diagSet) warnProxy(p *model.Proxy, format string, args ...any) {
