@@ -41,7 +41,7 @@ const PassthroughFilterChain = "PassthroughFilterChain"
 //
 // The returned messages are *listenerv3.Listener and must be treated as immutable.
 func Listeners(in Input) (map[string]proto.Message, config.Diagnostics) {
-	g := newRouteGen(in)
+	g := newRouteGen(in, false)
 	out := map[string]proto.Message{}
 	switch in.Proxy.Type {
 	case model.ProxySidecar:

@@ -33,7 +33,7 @@ const AllowAnyVirtualHost = "allow_any"
 // The returned messages are *routev3.RouteConfiguration. They may share
 // sub-messages and must be treated as immutable.
 func Routes(in Input) (map[string]proto.Message, config.Diagnostics) {
-	g := newRouteGen(in)
+	g := newRouteGen(in, true)
 	out := map[string]proto.Message{}
 	switch in.Proxy.Type {
 	case model.ProxySidecar:
@@ -64,13 +64,20 @@ type routeGen struct {
 	grpcRouteCache map[string][]*routev3.Route
 }
 
-func newRouteGen(in Input) *routeGen {
+// newRouteGen prepares generation for in.Proxy. Problems that concern a
+// whole VirtualService (shadowed hosts) are reported by Routes only, so a
+// caller merging the warnings of Listeners and Routes sees each once.
+func newRouteGen(in Input, reportVirtualServices bool) *routeGen {
 	g := &routeGen{in: in, proxy: in.Proxy, diags: newDiagSet()}
 	if in.Proxy.Type == model.ProxyRouter {
 		return g
 	}
 	g.services = in.Model.ServicesFor(in.Proxy)
-	g.vsIndex = newVSIndex(in.Model.VirtualServicesFor(in.Proxy), g.diags)
+	indexDiags := g.diags
+	if !reportVirtualServices {
+		indexDiags = newDiagSet()
+	}
+	g.vsIndex = newVSIndex(in.Model.VirtualServicesFor(in.Proxy), indexDiags)
 	return g
 }
 
