@@ -276,26 +276,55 @@ func (x vsIndex) lookup(host string) *model.VirtualService {
 	return nil
 }
 
-// reportUnroutedHosts warns about VirtualService hosts that match no service
-// visible to the proxy: sidecars get no virtual host for them.
+// reportUnroutedHosts warns about VirtualService hosts that match no
+// service visible to the proxy (sidecars get no virtual host for them), and
+// about http or tcp routes for services with no port of that kind.
 func (g *routeGen) reportUnroutedHosts() {
-	report := func(vs *model.VirtualService, i int, h string) {
-		for _, svc := range g.services {
-			if model.HostMatches(h, svc.Hostname) || model.HostMatches(svc.Hostname, h) {
-				return
+	visible := make(map[string]*model.Service, len(g.services))
+	for _, svc := range g.services {
+		visible[svc.Hostname] = svc
+	}
+	// matching returns the visible services a VirtualService host selects;
+	// only wildcards need a scan.
+	matching := func(h string) []*model.Service {
+		if !strings.HasPrefix(h, "*") {
+			if svc, ok := visible[h]; ok {
+				return []*model.Service{svc}
 			}
 		}
-		g.diags.warn(vs, fmt.Sprintf("spec.hosts[%d]", i),
-			"host %q matches no service visible to this proxy (add a ServiceEntry); no route is generated for it", h)
+		var out []*model.Service
+		for _, svc := range g.services {
+			if model.HostMatches(h, svc.Hostname) || model.HostMatches(svc.Hostname, h) {
+				out = append(out, svc)
+			}
+		}
+		return out
 	}
 	for _, vs := range g.in.Model.VirtualServicesFor(g.proxy) {
 		if len(vs.Spec.GetHttp()) == 0 && len(vs.Spec.GetTcp()) == 0 && len(vs.Spec.GetTls()) == 0 {
 			continue
 		}
+		var httpPort, l4Port, matched bool
 		for i, h := range vs.Hosts {
-			if h != "*" {
-				report(vs, i, h)
+			svcs := matching(h)
+			found := len(svcs) > 0
+			for _, svc := range svcs {
+				for _, p := range svc.Ports {
+					httpPort = httpPort || p.Protocol.IsHTTP()
+					l4Port = l4Port || !p.Protocol.IsHTTP()
+				}
 			}
+			matched = matched || found
+			if !found && h != "*" {
+				g.diags.warn(vs, fmt.Sprintf("spec.hosts[%d]", i),
+					"host %q matches no service visible to this proxy (add a ServiceEntry); no route is generated for it", h)
+			}
+		}
+		if matched && len(vs.Spec.GetHttp()) > 0 && !httpPort {
+			g.diags.warn(vs, "spec.http", "http routes apply only to HTTP, HTTP2 and GRPC service ports; the hosts have none")
+		}
+		if matched && len(vs.Spec.GetTcp()) > 0 && !l4Port {
+			g.diags.warn(vs, "spec.tcp", "tcp routes apply only to non-HTTP service ports; the hosts have none")
 		}
 	}
 }

@@ -495,10 +495,13 @@ func retryPolicy(r *networkingv1.HTTPRetry, grpc bool, warn func(format string, 
 	return &routev3.RetryPolicy{RetryOn: strings.Join(on, ","), NumRetries: p.NumRetries, RetryBackOff: p.RetryBackOff}
 }
 
+// previousHostsConfig is packed once: every default retry policy carries it.
+var previousHostsConfig = packTyped(&previoushostsv3.PreviousHostsPredicate{})
+
 func previousHostsPredicate() *routev3.RetryPolicy_RetryHostPredicate {
 	return &routev3.RetryPolicy_RetryHostPredicate{
 		Name:       "envoy.retry_host_predicates.previous_hosts",
-		ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: packTyped(&previoushostsv3.PreviousHostsPredicate{})},
+		ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: previousHostsConfig},
 	}
 }
 

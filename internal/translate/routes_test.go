@@ -393,3 +393,26 @@ func TestRouterProxyNotTranslated(t *testing.T) {
 		t.Errorf("router proxy not reported: %v %v", ld, rd)
 	}
 }
+
+func TestRouteKindMismatchReported(t *testing.T) {
+	objs := append(bookinfoObjects(),
+		rtObj(config.KindVirtualService, "default", "mysql-http", 9, &networkingv1.VirtualService{
+			Hosts: []string{"mysql"},
+			Http:  []*networkingv1.HTTPRoute{{Route: []*networkingv1.HTTPRouteDestination{rtDest("mysql", "", 0)}}},
+		}),
+		rtObj(config.KindVirtualService, "default", "ratings-tcp", 9, &networkingv1.VirtualService{
+			Hosts: []string{"ratings.default.svc.cluster.local"},
+			Tcp:   []*networkingv1.TCPRoute{{Route: []*networkingv1.RouteDestination{{Destination: &networkingv1.Destination{Host: "ratings"}}}}},
+		}),
+	)
+	_, diags := Routes(Input{Model: rtModel(t, objs...), Proxy: productpageProxy()})
+	for _, w := range []struct{ name, field string }{{"mysql-http", "spec.http"}, {"ratings-tcp", "spec.tcp"}} {
+		found := false
+		for _, d := range diags {
+			found = found || (d.Key.Name == w.name && d.Field == w.field)
+		}
+		if !found {
+			t.Errorf("no warning for %s %s: %v", w.name, w.field, diags)
+		}
+	}
+}
