@@ -43,7 +43,7 @@ func checkRoutesGolden(t *testing.T, name string, resources map[string]proto.Mes
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s differs from generated output; run `go test ./internal/translate/ -update-routes` and review the diff.\n%s",
-			path, firstDiff(string(want), string(got)))
+			path, routesFirstDiff(string(want), string(got)))
 	}
 }
 
@@ -82,7 +82,7 @@ func renderRoutesGolden(t *testing.T, resources map[string]proto.Message) []byte
 	return out.Bytes()
 }
 
-func firstDiff(want, got string) string {
+func routesFirstDiff(want, got string) string {
 	wl, gl := bytes.Split([]byte(want), []byte("\n")), bytes.Split([]byte(got), []byte("\n"))
 	for i := 0; i < len(wl) || i < len(gl); i++ {
 		var w, g []byte
@@ -93,13 +93,13 @@ func firstDiff(want, got string) string {
 			g = gl[i]
 		}
 		if !bytes.Equal(w, g) {
-			return "line " + itoa(i+1) + ":\n  want: " + string(w) + "\n  got:  " + string(g)
+			return "line " + routesItoa(i+1) + ":\n  want: " + string(w) + "\n  got:  " + string(g)
 		}
 	}
 	return ""
 }
 
-func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+func routesItoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 // validateRouteResources runs go-control-plane's ValidateAll on every
 // resource and on every message packed in an Any inside it (ValidateAll

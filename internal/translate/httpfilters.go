@@ -45,8 +45,8 @@ func typedHTTPFilter(name string, cfg proto.Message) *hcmv3.HttpFilter {
 	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: packTyped(cfg)}}
 }
 
-// adsConfigSource points RDS at the ADS stream the proxy already has open.
-func adsConfigSource() *corev3.ConfigSource {
+// routeADSConfigSource points RDS at the ADS stream the proxy already has open.
+func routeADSConfigSource() *corev3.ConfigSource {
 	return &corev3.ConfigSource{
 		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 		ResourceApiVersion:    corev3.ApiVersion_V3,
@@ -58,7 +58,7 @@ func rdsHCM(statPrefix, routeName string, filters httpFilterSet) *hcmv3.HttpConn
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix: statPrefix,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    adsConfigSource(),
+			ConfigSource:    routeADSConfigSource(),
 			RouteConfigName: routeName,
 		}},
 		HttpFilters: filters.filters(),

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -66,7 +67,7 @@ func Listeners(in Input) (map[string]proto.Message, config.Diagnostics) {
 	return out, g.diags.list()
 }
 
-func socketAddress(addr string, port uint32) *corev3.Address {
+func listenerSocketAddress(addr string, port uint32) *corev3.Address {
 	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 		Address:       addr,
 		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
@@ -77,7 +78,7 @@ func outboundHTTPListener(port uint32) *listenerv3.Listener {
 	name := OutboundListenerName("0.0.0.0", port)
 	return &listenerv3.Listener{
 		Name:             name,
-		Address:          socketAddress("0.0.0.0", port),
+		Address:          listenerSocketAddress("0.0.0.0", port),
 		BindToPort:       wrapperspb.Bool(false),
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		FilterChains: []*listenerv3.FilterChain{{
@@ -96,7 +97,7 @@ func (g *routeGen) outboundTCPListeners() []*listenerv3.Listener {
 	claimed := map[string]string{}
 	for _, svc := range g.services {
 		for _, p := range svc.Ports {
-			if p.Protocol.IsHTTP() || p.Protocol == model.ProtocolUDP || isCapturePort(p.Number) {
+			if p.Protocol.IsHTTP() || p.Protocol == model.ProtocolUDP || isCaptureListenerPort(p.Number) {
 				continue
 			}
 			var chains []*listenerv3.FilterChain
@@ -116,7 +117,7 @@ func (g *routeGen) outboundTCPListeners() []*listenerv3.Listener {
 				}
 				out = append(out, &listenerv3.Listener{
 					Name:               name,
-					Address:            socketAddress(vip, p.Number),
+					Address:            listenerSocketAddress(vip, p.Number),
 					BindToPort:         wrapperspb.Bool(false),
 					TrafficDirection:   corev3.TrafficDirection_OUTBOUND,
 					ListenerFilters:    listenerFilters,
@@ -239,7 +240,7 @@ func (g *routeGen) l4MatchApplies(matchPort uint32, gateways []string, sourceNS 
 	if matchPort != 0 && matchPort != port {
 		return false
 	}
-	if len(gateways) > 0 && !contains(gateways, "mesh") {
+	if len(gateways) > 0 && !slices.Contains(gateways, "mesh") {
 		return false
 	}
 	if sourceNS != "" && sourceNS != g.proxy.Namespace {
@@ -288,7 +289,7 @@ func (g *routeGen) tcpDestinations(vs *model.VirtualService, tp *tcpproxyv3.TcpP
 func virtualOutboundListener() *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:             VirtualOutboundListener,
-		Address:          socketAddress("0.0.0.0", OutboundCapturePort),
+		Address:          listenerSocketAddress("0.0.0.0", OutboundCapturePort),
 		UseOriginalDst:   wrapperspb.Bool(true),
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		DefaultFilterChain: &listenerv3.FilterChain{
@@ -298,8 +299,8 @@ func virtualOutboundListener() *listenerv3.Listener {
 	}
 }
 
-// inboundPort is one port of the proxy's own workload.
-type inboundPort struct {
+// inboundListenerPort is one port of the proxy's own workload.
+type inboundListenerPort struct {
 	svc         *model.Service
 	servicePort model.Port
 	targetPort  uint32
@@ -309,14 +310,14 @@ type inboundPort struct {
 // any service (exportTo does not limit who may call us) that are this
 // workload or one of its IPs. One chain per target port; when several
 // services share a target port, the first by hostname names the chain.
-func (g *routeGen) inboundPorts() []inboundPort {
+func (g *routeGen) inboundPorts() []inboundListenerPort {
 	ips := map[string]bool{}
 	for _, ip := range g.proxy.IPs {
 		ips[ip] = true
 	}
 	var zero config.Key
 	seen := map[uint32]bool{}
-	var out []inboundPort
+	var out []inboundListenerPort
 	for _, svc := range g.in.Model.Services() {
 		for _, ep := range g.in.Model.Endpoints(svc.Hostname) {
 			mine := (g.proxy.Workload != zero && ep.Workload == g.proxy.Workload) || ips[ep.Address]
@@ -328,7 +329,7 @@ func (g *routeGen) inboundPorts() []inboundPort {
 				continue
 			}
 			seen[ep.Port] = true
-			out = append(out, inboundPort{svc: svc, servicePort: sp, targetPort: ep.Port})
+			out = append(out, inboundListenerPort{svc: svc, servicePort: sp, targetPort: ep.Port})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].targetPort < out[j].targetPort })
@@ -338,7 +339,7 @@ func (g *routeGen) inboundPorts() []inboundPort {
 func (g *routeGen) virtualInboundListener() *listenerv3.Listener {
 	l := &listenerv3.Listener{
 		Name:             VirtualInboundListener,
-		Address:          socketAddress("0.0.0.0", InboundCapturePort),
+		Address:          listenerSocketAddress("0.0.0.0", InboundCapturePort),
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
 		ListenerFilters: []*listenerv3.ListenerFilter{{
 			Name:       wellknown.OriginalDestination,

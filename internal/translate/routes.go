@@ -87,7 +87,7 @@ func (g *routeGen) httpPorts() []uint32 {
 	var out []uint32
 	for _, svc := range g.services {
 		for _, p := range svc.Ports {
-			if p.Protocol.IsHTTP() && !seen[p.Number] && !isCapturePort(p.Number) {
+			if p.Protocol.IsHTTP() && !seen[p.Number] && !isCaptureListenerPort(p.Number) {
 				seen[p.Number] = true
 				out = append(out, p.Number)
 			}
@@ -97,7 +97,7 @@ func (g *routeGen) httpPorts() []uint32 {
 	return out
 }
 
-func isCapturePort(p uint32) bool { return p == OutboundCapturePort || p == InboundCapturePort }
+func isCaptureListenerPort(p uint32) bool { return p == OutboundCapturePort || p == InboundCapturePort }
 
 // sidecarRouteConfig builds the route table of one outbound HTTP port.
 func (g *routeGen) sidecarRouteConfig(port uint32) *routev3.RouteConfiguration {

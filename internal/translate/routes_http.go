@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,22 +97,13 @@ func (g *routeGen) matchApplies(m *networkingv1.HTTPMatchRequest, port uint32) b
 	if p := m.GetPort(); p != 0 && p != port {
 		return false
 	}
-	if gws := m.GetGateways(); len(gws) > 0 && !contains(gws, "mesh") {
+	if gws := m.GetGateways(); len(gws) > 0 && !slices.Contains(gws, "mesh") {
 		return false
 	}
 	if ns := m.GetSourceNamespace(); ns != "" && ns != g.proxy.Namespace {
 		return false
 	}
 	return model.LabelsMatch(m.GetSourceLabels(), g.proxy.Labels)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // routeBase builds everything of an Envoy route except its match and name;
@@ -288,7 +280,7 @@ func (g *routeGen) routeAction(vs *model.VirtualService, hr *networkingv1.HTTPRo
 		}
 		mirrors = append(mirrors, &routev3.RouteAction_RequestMirrorPolicy{
 			Cluster:         g.destinationCluster(vs, m, field+".mirror", port),
-			RuntimeFraction: runtimePercent(pct),
+			RuntimeFraction: routeRuntimePercent(pct),
 		})
 	}
 	for i, m := range hr.GetMirrors() {
@@ -298,7 +290,7 @@ func (g *routeGen) routeAction(vs *model.VirtualService, hr *networkingv1.HTTPRo
 		}
 		mirrors = append(mirrors, &routev3.RouteAction_RequestMirrorPolicy{
 			Cluster:         g.destinationCluster(vs, m.GetDestination(), fmt.Sprintf("%s.mirrors[%d].destination", field, i), port),
-			RuntimeFraction: runtimePercent(pct),
+			RuntimeFraction: routeRuntimePercent(pct),
 		})
 	}
 	if len(mirrors) > 0 {
@@ -374,7 +366,7 @@ func (g *routeGen) headerOps(vs *model.VirtualService, ops *networkingv1.Headers
 		{"set", ops.GetSet(), corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
 		{"add", ops.GetAdd(), corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD},
 	} {
-		for _, name := range sortedStringKeys(op.m) {
+		for _, name := range sortedRouteKeys(op.m) {
 			if special(name) {
 				n := strings.ToLower(name)
 				if request && (n == "host" || n == ":authority") {
@@ -400,7 +392,7 @@ func (g *routeGen) headerOps(vs *model.VirtualService, ops *networkingv1.Headers
 	return add, remove, authority
 }
 
-func sortedStringKeys[V any](m map[string]V) []string {
+func sortedRouteKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
@@ -524,12 +516,12 @@ func parseRetryOn(s string) (string, []uint32) {
 	return strings.Join(on, ","), codes
 }
 
-// runtimePercent is a fraction of requests, in Envoy's millionths.
-func runtimePercent(pct float64) *corev3.RuntimeFractionalPercent {
-	return &corev3.RuntimeFractionalPercent{DefaultValue: fractionalPercent(pct)}
+// routeRuntimePercent is a fraction of requests, in Envoy's millionths.
+func routeRuntimePercent(pct float64) *corev3.RuntimeFractionalPercent {
+	return &corev3.RuntimeFractionalPercent{DefaultValue: routeFractionalPercent(pct)}
 }
 
-func fractionalPercent(pct float64) *typev3.FractionalPercent {
+func routeFractionalPercent(pct float64) *typev3.FractionalPercent {
 	pct = min(max(pct, 0), 100)
 	return &typev3.FractionalPercent{Numerator: uint32(pct*10000 + 0.5), Denominator: typev3.FractionalPercent_MILLION}
 }
@@ -590,7 +582,7 @@ func (g *routeGen) cors(vs *model.VirtualService, c *networkingv1.CorsPolicy, fi
 		AllowMethods:  strings.Join(c.GetAllowMethods(), ","),
 		AllowHeaders:  strings.Join(c.GetAllowHeaders(), ","),
 		ExposeHeaders: strings.Join(c.GetExposeHeaders(), ","),
-		FilterEnabled: runtimePercent(100),
+		FilterEnabled: routeRuntimePercent(100),
 	}
 	for _, o := range c.GetAllowOrigin() { // deprecated exact origins
 		out.AllowOriginStringMatch = append(out.AllowOriginStringMatch, &matcherv3.StringMatcher{

@@ -33,7 +33,7 @@ func (g *routeGen) routeMatch(vs *model.VirtualService, m *networkingv1.HTTPMatc
 	if m.GetIgnoreUriCase() {
 		out.CaseSensitive = wrapperspb.Bool(false)
 	}
-	for _, name := range sortedStringKeys(m.GetHeaders()) {
+	for _, name := range sortedRouteKeys(m.GetHeaders()) {
 		switch strings.ToLower(name) {
 		case "uri", "scheme", "method", "authority":
 			g.diags.warn(vs, field+".headers["+name+"]", "header name %q is reserved and ignored by Istio; use the %s match field", name, strings.ToLower(name))
@@ -41,7 +41,7 @@ func (g *routeGen) routeMatch(vs *model.VirtualService, m *networkingv1.HTTPMatc
 		}
 		out.Headers = append(out.Headers, headerMatcher(strings.ToLower(name), m.GetHeaders()[name], false))
 	}
-	for _, name := range sortedStringKeys(m.GetWithoutHeaders()) {
+	for _, name := range sortedRouteKeys(m.GetWithoutHeaders()) {
 		out.Headers = append(out.Headers, headerMatcher(strings.ToLower(name), m.GetWithoutHeaders()[name], true))
 	}
 	for _, pseudo := range []struct {
@@ -52,7 +52,7 @@ func (g *routeGen) routeMatch(vs *model.VirtualService, m *networkingv1.HTTPMatc
 			out.Headers = append(out.Headers, headerMatcher(pseudo.name, pseudo.sm, false))
 		}
 	}
-	for _, name := range sortedStringKeys(m.GetQueryParams()) {
+	for _, name := range sortedRouteKeys(m.GetQueryParams()) {
 		qp := &routev3.QueryParameterMatcher{Name: name}
 		if sm := stringMatcher(m.GetQueryParams()[name]); sm != nil {
 			qp.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_StringMatch{StringMatch: sm}
@@ -132,9 +132,9 @@ func (g *routeGen) fault(vs *model.VirtualService, f *networkingv1.HTTPFaultInje
 func faultPercent(p *networkingv1.Percent, legacy int32) *typev3.FractionalPercent {
 	switch {
 	case p != nil:
-		return fractionalPercent(p.GetValue())
+		return routeFractionalPercent(p.GetValue())
 	case legacy > 0:
-		return fractionalPercent(float64(legacy))
+		return routeFractionalPercent(float64(legacy))
 	}
-	return fractionalPercent(100)
+	return routeFractionalPercent(100)
 }

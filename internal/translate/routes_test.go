@@ -123,7 +123,7 @@ func TestSidecarRouteSimulation(t *testing.T) {
 			routes, _ := Routes(Input{Model: snap, Proxy: tc.proxy})
 			m, ok := routes[HTTPRouteName(tc.port)]
 			if !ok {
-				t.Fatalf("no route configuration %q; have %v", HTTPRouteName(tc.port), keysOf(routes))
+				t.Fatalf("no route configuration %q; have %v", HTTPRouteName(tc.port), routeKeysOf(routes))
 			}
 			if got := simulateRoute(m.(*routev3.RouteConfiguration), tc.authority, tc.path, tc.headers); got != tc.want {
 				t.Errorf("%s %s%s: got %q, want %q", tc.proxy.Namespace, tc.authority, tc.path, got, tc.want)
@@ -132,7 +132,7 @@ func TestSidecarRouteSimulation(t *testing.T) {
 	}
 }
 
-func keysOf[V any](m map[string]V) []string { return sortedStringKeys(m) }
+func routeKeysOf[V any](m map[string]V) []string { return sortedRouteKeys(m) }
 
 // findRoute returns the route named name in route configuration rcName.
 func findRoute(t *testing.T, routes map[string]proto.Message, rcName, name string) *routev3.Route {
