@@ -13,6 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/weftmesh/weft/internal/config"
 )
 
 // updateRoutesGolden rewrites testdata/routes/*.golden from current output:
@@ -26,7 +28,23 @@ var updateRoutesGolden = flag.Bool("update-routes", false, "rewrite testdata/rou
 // re-indented with encoding/json before comparing.
 func checkRoutesGolden(t *testing.T, name string, resources map[string]proto.Message) {
 	t.Helper()
-	got := renderRoutesGolden(t, resources)
+	checkRoutesGoldenBytes(t, name, renderRoutesGolden(t, resources))
+}
+
+// checkRoutesDiagnosticsGolden keeps the warnings a scenario produces
+// reviewable next to its resources, one per line.
+func checkRoutesDiagnosticsGolden(t *testing.T, name string, diags config.Diagnostics) {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, d := range diags {
+		buf.WriteString(d.Error())
+		buf.WriteString("\n")
+	}
+	checkRoutesGoldenBytes(t, name, buf.Bytes())
+}
+
+func checkRoutesGoldenBytes(t *testing.T, name string, got []byte) {
+	t.Helper()
 	path := filepath.Join("testdata", "routes", name+".golden")
 	if *updateRoutesGolden {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

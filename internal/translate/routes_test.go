@@ -38,9 +38,10 @@ func TestRoutesGolden(t *testing.T) {
 		{"grpc_default", grpcProxy()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, r, _ := rtGenerate(t, snap, tc.proxy)
+			l, r, diags := rtGenerate(t, snap, tc.proxy)
 			checkRoutesGolden(t, tc.name+"_listeners", l)
 			checkRoutesGolden(t, tc.name+"_routes", r)
+			checkRoutesDiagnosticsGolden(t, tc.name+"_warnings", diags)
 		})
 	}
 }
