@@ -166,9 +166,11 @@ func (g *routeGen) serviceRoutes(svc *model.Service, port uint32, grpc bool) []*
 // defaultRoute sends everything to the service's default cluster, with
 // Istio's defaults: no timeout and the default retry policy.
 func (g *routeGen) defaultRoute(svc *model.Service, port uint32, grpc bool) *routev3.Route {
+	cluster := ClusterName(Outbound, port, "", svc.Hostname)
 	action := &routev3.RouteAction{
-		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(Outbound, port, "", svc.Hostname)},
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
 		RetryPolicy:      retryPolicy(nil, grpc, nil),
+		HashPolicy:       g.hashPolicy(cluster),
 	}
 	setRouteTimeout(action, nil, grpc)
 	return &routev3.Route{

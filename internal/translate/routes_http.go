@@ -203,7 +203,9 @@ func (g *routeGen) routeAction(vs *model.VirtualService, hr *networkingv1.HTTPRo
 	if len(live) == 1 {
 		d := dests[live[0]]
 		df := fmt.Sprintf("%s.route[%d]", field, live[0])
-		a.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: g.destinationCluster(vs, d.GetDestination(), df+".destination", port)}
+		cluster := g.destinationCluster(vs, d.GetDestination(), df+".destination", port)
+		a.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: cluster}
+		a.HashPolicy = g.hashPolicy(cluster)
 		if h := d.GetHeaders(); h != nil {
 			// A single destination's headers are the route's headers: Envoy
 			// has no per-cluster list outside weighted clusters.
@@ -622,4 +624,15 @@ func stringMatcher(m *networkingv1.StringMatch) *matcherv3.StringMatcher {
 			SafeRegex: &matcherv3.RegexMatcher{Regex: v.Regex}}}
 	}
 	return nil
+}
+
+// hashPolicy pairs a route with its cluster's consistent-hash load balancer
+// (what to hash comes from the DestinationRule). Weighted routes get none:
+// Envoy hashes per route, and Istio does the same.
+func (g *routeGen) hashPolicy(cluster string) []*routev3.RouteAction_HashPolicy {
+	_, port, subset, host, ok := ParseClusterName(cluster)
+	if !ok {
+		return nil
+	}
+	return HashPolicyFor(g.in.Model.DestinationRuleFor(g.proxy, host), subset, port)
 }

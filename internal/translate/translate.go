@@ -6,6 +6,7 @@ package translate
 import (
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/model"
 )
 
@@ -29,6 +30,8 @@ type Resources struct {
 	Routes    map[string]proto.Message
 	Clusters  map[string]proto.Message
 	Endpoints map[string]proto.Message
+	// Warnings lists config this proxy cannot get (reported, never silently dropped).
+	Warnings config.Diagnostics
 }
 
 // ByType returns the resources of one type URL.
