@@ -23,7 +23,6 @@ func (Generator) Generate(in Input) (*Resources, error) {
 	return r, nil
 }
 
-
 func clusterWarnings(ws []string) config.Diagnostics {
 	out := make(config.Diagnostics, 0, len(ws))
 	for _, w := range ws {
