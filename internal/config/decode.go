@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"sigs.k8s.io/yaml"
 )
 
@@ -231,12 +232,12 @@ func decodeObject(raw rawObject, origin Origin) (*Object, Diagnostics) {
 
 	spec := info.New()
 	if len(raw.Spec) > 0 && string(raw.Spec) != "null" {
-		var compact bytes.Buffer
-		if err := json.Compact(&compact, raw.Spec); err != nil {
+		js, err := normalizeSpec(raw.Spec, spec.ProtoReflect().Descriptor())
+		if err != nil {
 			return nil, errDiag("spec", "malformed spec: %v", err)
 		}
-		if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(compact.Bytes(), spec); err != nil {
-			field, msg := protojsonErrorField(compact.Bytes(), err)
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(js, spec); err != nil {
+			field, msg := protojsonErrorField(js, err)
 			return nil, errDiag(joinField("spec", field), "%s", msg)
 		}
 	}
@@ -254,6 +255,90 @@ func decodeObject(raw rawObject, origin Origin) (*Object, Diagnostics) {
 		obj.CreationTimestamp = *wm.CreationTimestamp
 	}
 	return obj, nil
+}
+
+// normalizeSpec returns spec as compact single-line JSON (so protojson error
+// columns are byte offsets) with Go-style durations ("500ms", "1m30s")
+// rewritten to protojson's seconds form ("0.5s", "90s"): users copy Istio
+// examples and Kubernetes habits, and protojson alone accepts only seconds.
+func normalizeSpec(spec json.RawMessage, md protoreflect.MessageDescriptor) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(spec))
+	dec.UseNumber() // keep 64-bit integers exact
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(normalizeDurations(v, md, 0))
+}
+
+// maxNormalizeDepth bounds recursion on hostile, deeply nested input; protojson
+// enforces its own limit on what is left.
+const maxNormalizeDepth = 64
+
+func normalizeDurations(v any, md protoreflect.MessageDescriptor, depth int) any {
+	obj, ok := v.(map[string]any)
+	if !ok || depth > maxNormalizeDepth {
+		return v
+	}
+	fields := md.Fields()
+	for k, val := range obj {
+		fd := fields.ByJSONName(k)
+		if fd == nil {
+			fd = fields.ByTextName(k)
+		}
+		if fd == nil || fd.Message() == nil {
+			continue
+		}
+		if fd.IsMap() {
+			if m, ok := val.(map[string]any); ok && fd.MapValue().Message() != nil {
+				for mk, mv := range m {
+					m[mk] = normalizeValue(mv, fd.MapValue().Message(), depth)
+				}
+			}
+			continue
+		}
+		if l, ok := val.([]any); ok && fd.IsList() {
+			for i := range l {
+				l[i] = normalizeValue(l[i], fd.Message(), depth)
+			}
+			continue
+		}
+		obj[k] = normalizeValue(val, fd.Message(), depth)
+	}
+	return obj
+}
+
+func normalizeValue(v any, md protoreflect.MessageDescriptor, depth int) any {
+	if md.FullName() == "google.protobuf.Duration" {
+		if s, ok := v.(string); ok {
+			return normalizeDuration(s)
+		}
+		return v
+	}
+	return normalizeDurations(v, md, depth+1)
+}
+
+// normalizeDuration rewrites a Go duration to protojson form; anything else
+// is left for protojson to accept or reject with its own message.
+func normalizeDuration(s string) string {
+	if strings.HasSuffix(s, "s") && !strings.HasSuffix(s, "ms") && !strings.HasSuffix(s, "us") && !strings.HasSuffix(s, "ns") && !strings.HasSuffix(s, "µs") {
+		if _, err := strconv.ParseFloat(strings.TrimSuffix(s, "s"), 64); err == nil {
+			return s
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	sign := ""
+	if d < 0 {
+		sign, d = "-", -d
+	}
+	secs, nanos := int64(d/time.Second), int64(d%time.Second)
+	if nanos == 0 {
+		return fmt.Sprintf("%s%ds", sign, secs)
+	}
+	return strings.TrimRight(fmt.Sprintf("%s%d.%09d", sign, secs, nanos), "0") + "s"
 }
 
 var (

@@ -128,7 +128,7 @@ func (v *validator) unimplemented(kind Kind, spec proto.Message) {
 		// Every ancestor of a listed path is worth descending into.
 		for i := range p {
 			if p[i] == '.' {
-				prefixes[p[:i]] = true
+				prefixes[strings.TrimSuffix(p[:i], "[]")] = true
 			}
 		}
 		prefixes[strings.TrimSuffix(p, "[]")] = true
