@@ -53,6 +53,10 @@ func TestDecodeBookinfo(t *testing.T) {
 	if got := vs.Http[1].Timeout.AsDuration(); got != 2*time.Second {
 		t.Errorf("timeout = %v, want 2s", got)
 	}
+	// Go-style durations ("500ms") are accepted, not only protojson's seconds form.
+	if got := vs.Http[1].Retries.PerTryTimeout.AsDuration(); got != 500*time.Millisecond {
+		t.Errorf("perTryTimeout = %v, want 500ms", got)
+	}
 }
 
 func TestDecodeErrors(t *testing.T) {
@@ -261,5 +265,23 @@ func TestEncodeUsesCamelCase(t *testing.T) {
 	}
 	if strings.Contains(s, "creationTimestamp") {
 		t.Errorf("zero creationTimestamp should be omitted:\n%s", s)
+	}
+}
+
+func TestNormalizeDuration(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"2s", "2s"},
+		{"0.25s", "0.25s"},
+		{"500ms", "0.5s"},
+		{"1m30s", "90s"},
+		{"1h", "3600s"},
+		{"1500us", "0.0015s"},
+		{"-2ms", "-0.002s"},
+		{"soon", "soon"},
+	}
+	for _, tt := range tests {
+		if got := normalizeDuration(tt.in); got != tt.want {
+			t.Errorf("normalizeDuration(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }
