@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -214,6 +215,15 @@ func decodeObject(raw rawObject, origin Origin) (*Object, Diagnostics) {
 		return nil, errDiag("metadata.name", "metadata.name is required")
 	}
 	if err := json.Unmarshal(raw.Metadata, &wm); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			msg := fmt.Sprintf("must be a %s, not a %s", jsonTypeName(te.Type.Kind().String()), te.Value)
+			if te.Value == "bool" {
+				// YAML 1.1 reads y/n/yes/no/on/off as booleans, a classic trap.
+				msg += " (quote the value: YAML reads y, n, yes, no, on and off as booleans)"
+			}
+			return nil, errDiag("metadata."+te.Field, "%s", msg)
+		}
 		return nil, errDiag("metadata", "malformed metadata: %v", err)
 	}
 	if wm.Namespace == "" {
@@ -339,6 +349,17 @@ func normalizeDuration(s string) string {
 		return fmt.Sprintf("%s%ds", sign, secs)
 	}
 	return strings.TrimRight(fmt.Sprintf("%s%d.%09d", sign, secs, nanos), "0") + "s"
+}
+
+// jsonTypeName names a Go kind the way a YAML author thinks of it.
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "map":
+		return "mapping"
+	case "int64", "int", "int32":
+		return "number"
+	}
+	return kind
 }
 
 var (

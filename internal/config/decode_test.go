@@ -108,6 +108,12 @@ func TestDecodeErrors(t *testing.T) {
 			wantMsg:   "DNS-1123",
 		},
 		{
+			name:      "YAML boolean trap in name",
+			in:        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: n}\n",
+			wantField: "metadata.name",
+			wantMsg:   "must be a string, not a bool (quote the value",
+		},
+		{
 			name:    "malformed YAML",
 			in:      "apiVersion: [\n",
 			wantMsg: "malformed YAML",
