@@ -46,6 +46,8 @@ func Validate(obj *Object) Diagnostics {
 		v.destinationRule(spec)
 	case *networkingv1.Sidecar:
 		v.sidecar(spec)
+	case *networkingv1.Gateway:
+		v.gateway(spec)
 	default:
 		v.security(obj.Spec)
 	}

@@ -110,6 +110,15 @@ func TestValidate(t *testing.T) {
 		{"dr simple credentialName and files", KindDestinationRule, "host: r\ntrafficPolicy: {tls: {mode: SIMPLE, credentialName: c, caCertificates: /ca.pem}}", "spec.trafficPolicy.tls.credentialName"},
 		{"dr istio mutual with files", KindDestinationRule, "host: r\ntrafficPolicy: {portLevelSettings: [{port: {number: 80}, tls: {mode: ISTIO_MUTUAL, privateKey: /k}}]}", "spec.trafficPolicy.portLevelSettings[0].tls.mode"},
 
+		// Gateway
+		{"gw ok", KindGateway, "selector: {istio: ingressgateway}\nservers:\n- {port: {number: 443, name: https, protocol: HTTPS}, hosts: ['bookinfo/*.example.com'], tls: {mode: SIMPLE, credentialName: cert}}\n- {port: {number: 80, name: http, protocol: HTTP}, hosts: ['*'], tls: {httpsRedirect: true}}", ""},
+		{"gw servers required", KindGateway, "selector: {istio: ingressgateway}", "spec.servers"},
+		{"gw https needs tls", KindGateway, "servers: [{port: {number: 443, name: https, protocol: HTTPS}, hosts: ['*']}]", "spec.servers[0].tls"},
+		{"gw simple needs key", KindGateway, "servers: [{port: {number: 443, name: https, protocol: HTTPS}, hosts: ['*'], tls: {mode: SIMPLE, serverCertificate: /c.pem}}]", "spec.servers[0].tls.privateKey"},
+		{"gw mutual needs ca", KindGateway, "servers: [{port: {number: 443, name: https, protocol: HTTPS}, hosts: ['*'], tls: {mode: MUTUAL, serverCertificate: /c.pem, privateKey: /k.pem}}]", "spec.servers[0].tls.caCertificates"},
+		{"gw bad host ns", KindGateway, "servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['Bad/*']}]", "spec.servers[0].hosts[0]"},
+		{"gw bad protocol", KindGateway, "servers: [{port: {number: 80, name: http, protocol: QUIC}, hosts: ['*']}]", "spec.servers[0].port.protocol"},
+
 		// Sidecar
 		{"sidecar ok", KindSidecar, "egress: [{hosts: ['./*', 'istio-system/*', '*/api.example.com']}]", ""},
 		{"sidecar egress host needs ns", KindSidecar, "egress: [{hosts: ['./*', 'reviews.default.svc.cluster.local']}]", "spec.egress[0].hosts[1]"},
