@@ -114,6 +114,13 @@ func TestDecodeErrors(t *testing.T) {
 			wantMsg:   "must be a string, not a bool (quote the value",
 		},
 		{
+			name:      "bad List item has an items path",
+			in:        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: Sidecar\n  metadata: {name: ok}\n- apiVersion: networking.istio.io/v1\n  kind: Sidecar\n  metadata: {name: bad}\n  spec: {egress: [{hostz: []}]}\n",
+			wantField: "items[1].spec.egress[0].hostz",
+			wantMsg:   `unknown field "hostz"`,
+			wantObjs:  1,
+		},
+		{
 			name:    "malformed YAML",
 			in:      "apiVersion: [\n",
 			wantMsg: "malformed YAML",

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/api/networking/v1"
 )
@@ -233,5 +235,31 @@ func TestStoreVIPsAndKV(t *testing.T) {
 	}
 	if len(s.Contents().Diagnostics) != 0 {
 		t.Error("kv write leaked into objects")
+	}
+}
+
+func TestStoreUndecodableObjectIsReported(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weft.db")
+	s := openTestStore(t, path)
+	if _, err := s.Apply(context.Background(), []*Object{mustObject(t, KindSidecar, "egress: [{hosts: ['./*']}]")}); err != nil {
+		t.Fatal(err)
+	}
+	// Simulate an object written by a future Weft with a field this one does not know.
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketObjects).Put([]byte("Sidecar/ns/future"),
+			[]byte("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: future, namespace: ns}\nspec: {newField: 1}\n"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openTestStore(t, path)
+	defer s.Close()
+	c := s.Contents()
+	if len(c.Objects) != 1 || c.Objects[0].Name != "t" {
+		t.Errorf("objects = %d, want the decodable one", len(c.Objects))
+	}
+	if len(c.Diagnostics) != 1 || c.Diagnostics[0].Field != "spec.newField" || !strings.Contains(c.Diagnostics[0].Message, "Sidecar/ns/future") {
+		t.Errorf("diagnostics = %v", c.Diagnostics)
 	}
 }
