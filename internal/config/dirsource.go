@@ -35,7 +35,8 @@ type DirConfig struct {
 
 // DirSource serves config objects from files in a directory. Each file is
 // all-or-nothing: when it fails to decode or validate, its last good objects
-// keep serving and its errors are reported in Contents().Diagnostics.
+// keep serving and its errors are reported in Contents().Diagnostics. If the
+// directory itself becomes unreadable, all last loaded files keep serving.
 type DirSource struct {
 	cfg DirConfig
 	log *slog.Logger
@@ -247,9 +248,23 @@ func (d *DirSource) rescan() bool {
 	paths, err := d.listFiles()
 	var dirDiag *Diagnostic
 	if err != nil {
+		// Keep serving what was loaded: a directory that vanishes for a
+		// moment (remount, ConfigMap swap, NFS hiccup) must not push an
+		// empty config to every proxy. Deleting files, not the directory,
+		// is how config is removed.
 		dirDiag = &Diagnostic{Severity: SeverityError, Origin: Origin{Source: "dir", File: d.cfg.Dir},
-			Message: fmt.Sprintf("cannot read config directory: %v", err)}
-		paths = nil
+			Message: fmt.Sprintf("cannot read config directory, serving last loaded files: %v", err)}
+		paths = paths[:0]
+		for p := range d.files {
+			paths = append(paths, p)
+		}
+		sort.Strings(paths)
+		changedDiag := d.dirDiag == nil || d.dirDiag.Message != dirDiag.Message
+		d.dirDiag = dirDiag
+		if changedDiag {
+			d.publish(paths)
+		}
+		return changedDiag
 	}
 	if (dirDiag == nil) != (d.dirDiag == nil) || (dirDiag != nil && dirDiag.Message != d.dirDiag.Message) {
 		dirty = true

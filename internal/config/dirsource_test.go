@@ -210,6 +210,23 @@ func TestDirSourceMissingDirAndPollFallback(t *testing.T) {
 		c := src.Contents()
 		return names(c) == "late" && len(c.Diagnostics) == 0
 	})
+
+	// The directory disappearing keeps the last loaded objects, with an error.
+	moved := dir + ".moved"
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "directory error", func() bool { return src.Contents().Diagnostics.HasErrors() })
+	if got := names(src.Contents()); got != "late" {
+		t.Errorf("objects while directory is missing = %q, want last loaded", got)
+	}
+	if err := os.Rename(moved, dir); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "directory back", func() bool {
+		c := src.Contents()
+		return names(c) == "late" && len(c.Diagnostics) == 0
+	})
 }
 
 func TestDirSourceConfigMapLayout(t *testing.T) {
