@@ -20,7 +20,12 @@ type Source interface {
 	// Name is short and stable ("dir", "store", "kube", "autoregistration").
 	Name() string
 	// Run watches for changes until ctx is done, calling changed after each
-	// change of Contents. Run returns when ctx is done or the source fails.
+	// change of Contents. Run must call changed once after its initial load,
+	// even when it found nothing: that call is the source's initial sync, and
+	// the Aggregator publishes no snapshot until every source has made it
+	// (so weftd never pushes an empty config at start). changed must be cheap
+	// and may be called from any goroutine. Run returns when ctx is done or
+	// the source fails.
 	Run(ctx context.Context, changed func()) error
 	// Contents returns the current objects and diagnostics. It must be cheap
 	// and safe to call concurrently with Run; returned objects are immutable.
