@@ -465,7 +465,7 @@ type callbacks struct{ s *Server }
 var _ serverv3.Callbacks = callbacks{}
 
 func (c callbacks) OnStreamOpen(context.Context, int64, string) error { return nil }
-func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node)          { c.s.leave(streamKey{id: id}) }
+func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node)           { c.s.leave(streamKey{id: id}) }
 func (c callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
 	return c.s.onSotWRequest(id, req)
 }

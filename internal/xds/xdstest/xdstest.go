@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -36,12 +37,12 @@ import (
 // and counts its calls so tests can check generation is shared.
 type Generator struct {
 	// Calls and EndpointCalls count Generate and GenerateEndpoints calls.
-	Calls, EndpointCalls int64
+	Calls, EndpointCalls atomic.Int64
 }
 
 // Generate implements xds.Generator.
 func (g *Generator) Generate(in translate.Input) (*translate.Resources, error) {
-	g.Calls++
+	g.Calls.Add(1)
 	if in.Model == nil || in.Proxy == nil {
 		return nil, fmt.Errorf("xdstest: nil model or proxy")
 	}
@@ -84,7 +85,7 @@ func (g *Generator) Generate(in translate.Input) (*translate.Resources, error) {
 // GenerateEndpoints implements xds.EndpointGenerator: only the
 // ClusterLoadAssignments, for endpoint-only pushes.
 func (g *Generator) GenerateEndpoints(in translate.Input) (map[string]proto.Message, error) {
-	g.EndpointCalls++
+	g.EndpointCalls.Add(1)
 	out := map[string]proto.Message{}
 	for _, svc := range in.Model.ServicesFor(in.Proxy) {
 		for _, p := range svc.Ports {
