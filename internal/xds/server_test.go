@@ -313,21 +313,17 @@ func TestSotWPushes(t *testing.T) {
 		return true
 	})
 
-	// A new service changes CDS, LDS and RDS (and EDS only once re-requested
-	// with the new cluster's name, as ADS clients do).
+	// A new service changes CDS and LDS; the new route and endpoints arrive
+	// once re-requested by name, as ADS clients do after CDS/LDS.
 	svcs = append(svcs, xdstest.Service{Name: "c", Namespace: "ns-a", Port: 7070, Endpoints: []string{"10.0.2.1"}})
 	e.update(t, buildModel(t, 2, svcs))
 	seen := map[string]*discovery.DiscoveryResponse{}
-	for len(seen) < 3 {
+	for len(seen) < 2 {
 		r := c.recv()
 		seen[r.GetTypeUrl()] = r
-		var names []string
-		if r.GetTypeUrl() == rds {
-			names = []string{"8080", "9090"}
-		}
-		c.ack(r, names)
+		c.ack(r, nil)
 	}
-	for _, typ := range []string{cds, lds, rds} {
+	for _, typ := range []string{cds, lds} {
 		if seen[typ] == nil {
 			t.Fatalf("no %s push after a service was added; got %v", shortType(typ), slices.Collect(mapsKeys(seen)))
 		}
@@ -335,9 +331,15 @@ func TestSotWPushes(t *testing.T) {
 	if seen[cds].GetVersionInfo() == cr.GetVersionInfo() || seen[lds].GetVersionInfo() == lr.GetVersionInfo() {
 		t.Fatal("versions did not change")
 	}
-	if len(seen[cds].GetResources()) != 3 {
-		t.Fatalf("CDS after add has %d clusters", len(seen[cds].GetResources()))
+	if len(seen[cds].GetResources()) != 3 || len(seen[lds].GetResources()) != 3 {
+		t.Fatalf("after add: %d clusters, %d listeners", len(seen[cds].GetResources()), len(seen[lds].GetResources()))
 	}
+	routeNames := []string{"7070", "8080", "9090"}
+	c.send(&discovery.DiscoveryRequest{TypeUrl: rds, VersionInfo: rr.GetVersionInfo(), ResponseNonce: rr.GetNonce(), ResourceNames: routeNames})
+	if rr = c.recv(); rr.GetTypeUrl() != rds || len(rr.GetResources()) != 3 {
+		t.Fatalf("RDS re-request: %s with %d resources", rr.GetTypeUrl(), len(rr.GetResources()))
+	}
+	c.ack(rr, routeNames)
 	clusterC := translate.ClusterName(translate.Outbound, 7070, "", "c.ns-a.svc.cluster.local")
 	edsNames = []string{clusterA(), clusterB(), clusterC}
 	c.send(&discovery.DiscoveryRequest{TypeUrl: eds, VersionInfo: er.GetVersionInfo(), ResponseNonce: er.GetNonce(), ResourceNames: edsNames})
@@ -377,7 +379,7 @@ func TestSotWPushes(t *testing.T) {
 				ErrorDetail: &status.Status{Code: int32(codes.InvalidArgument), Message: "cluster d: bad config"}})
 			continue
 		}
-		c.ack(r, map[string][]string{rds: {"8080", "9090", "7070", "6060"}}[r.GetTypeUrl()])
+		c.ack(r, map[string][]string{rds: routeNames, eds: edsNames}[r.GetTypeUrl()])
 	}
 	deadline := time.After(quiet)
 	for done := false; !done; {
@@ -386,7 +388,7 @@ func TestSotWPushes(t *testing.T) {
 			if r.GetTypeUrl() == cds {
 				t.Fatalf("NACKed CDS was resent (version %s)", r.GetVersionInfo())
 			}
-			c.ack(r, map[string][]string{rds: {"8080", "9090", "7070", "6060"}}[r.GetTypeUrl()])
+			c.ack(r, map[string][]string{rds: routeNames, eds: edsNames}[r.GetTypeUrl()])
 		case <-deadline:
 			done = true
 		}
