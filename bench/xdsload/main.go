@@ -19,6 +19,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -65,9 +66,17 @@ func main() {
 	flag.DurationVar(&o.settle, "settle", 500*time.Millisecond, "quiet time after which a phase is considered converged")
 	flag.DurationVar(&o.timeout, "timeout", 120*time.Second, "limit for each phase")
 	flag.BoolVar(&o.verbose, "v", false, "show the server's push log lines")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "xdsload:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -162,6 +171,7 @@ func run(o options) error {
 		}
 		rows = append(rows, r)
 	}
+	b.stopping.Store(true)
 	printTable(o, rows)
 	return nil
 }
@@ -180,6 +190,7 @@ type bench struct {
 	reg      *prometheus.Registry
 	proxies  []*proxy
 	lastRecv atomic.Int64 // unix nanos of the latest response received by any proxy
+	stopping atomic.Bool
 }
 
 type row struct {
@@ -392,7 +403,7 @@ func (p *proxy) run(ctx context.Context, conn *grpc.ClientConn, b *bench) {
 	for {
 		resp, err := st.Recv()
 		if err != nil {
-			if err != io.EOF && ctx.Err() == nil {
+			if err != io.EOF && ctx.Err() == nil && !b.stopping.Load() {
 				fmt.Fprintf(os.Stderr, "proxy %d: %v\n", p.i, err)
 			}
 			return
