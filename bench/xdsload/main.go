@@ -62,7 +62,8 @@ func main() {
 	flag.IntVar(&o.endpoints, "endpoints", 10000, "synthetic endpoints in total (in-process)")
 	flag.IntVar(&o.proxies, "proxies", 1000, "simulated proxies")
 	flag.IntVar(&o.namespaces, "namespaces", 10, "namespaces the services and proxies are spread over")
-	flag.IntVar(&o.conns, "conns", 8, "gRPC connections the proxy streams are spread over")
+	flag.IntVar(&o.conns, "conns", 0, "gRPC connections the proxy streams are spread over (0: one per proxy, as real proxies do;\n"+
+		"multiplexing hundreds of streams with MB-sized responses on few HTTP/2 connections stalls on flow control)")
 	flag.BoolVar(&o.distinctIPs, "distinct-ips", false, "give every proxy its own INSTANCE_IPS (defeats generation sharing)")
 	flag.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "server debounce (in-process)")
 	flag.DurationVar(&o.settle, "settle", 500*time.Millisecond, "quiet time after which a phase is considered converged")
@@ -88,8 +89,11 @@ func main() {
 }
 
 func run(o options) error {
-	if o.proxies < 1 || o.proxies > 100000 || o.conns < 1 {
-		return fmt.Errorf("-proxies must be 1..100000 and -conns >= 1")
+	if o.proxies < 1 || o.proxies > 100000 || o.conns < 0 {
+		return fmt.Errorf("-proxies must be 1..100000 and -conns >= 0")
+	}
+	if o.conns == 0 || o.conns > o.proxies {
+		o.conns = o.proxies
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
