@@ -144,7 +144,10 @@ func run(o options) error {
 	conns := make([]*grpc.ClientConn, o.conns)
 	for i := range conns {
 		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)),
+			// Envoy's HTTP/2 windows are large (256 MiB by default); grpc-go's
+			// 64 KiB start with BDP probing makes MB-sized xDS responses crawl.
+			grpc.WithInitialWindowSize(16<<20), grpc.WithInitialConnWindowSize(64<<20))
 		if err != nil {
 			return err
 		}

@@ -274,8 +274,12 @@ func cacheName(m any) string {
 	return ""
 }
 
-func clusterA() string { return translate.ClusterName(translate.Outbound, 8080, "", "a.ns-a.svc.cluster.local") }
-func clusterB() string { return translate.ClusterName(translate.Outbound, 9090, "", "b.ns-b.svc.cluster.local") }
+func clusterA() string {
+	return translate.ClusterName(translate.Outbound, 8080, "", "a.ns-a.svc.cluster.local")
+}
+func clusterB() string {
+	return translate.ClusterName(translate.Outbound, 9090, "", "b.ns-b.svc.cluster.local")
+}
 
 func TestSotWPushes(t *testing.T) {
 	e := startEnv(t, Config{})
