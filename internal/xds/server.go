@@ -83,7 +83,8 @@ type Server struct {
 	log     *slog.Logger
 	clock   Clock
 	metrics *metrics
-	cache   cache.SnapshotCache
+	cache   cache.SnapshotCache // ADS-ordered, for Envoy-like proxies
+	grpc    cache.SnapshotCache // unordered, for proxyless gRPC (see New)
 	xds     serverv3.Server
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -176,8 +177,20 @@ func New(cfg Config) *Server {
 	}
 	s.metrics = m
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	// Two caches behind a mux: sidecars and routers get ADS mode, which
+	// orders responses (CDS before EDS, LDS before RDS) but answers a SotW
+	// request naming resources only if the names cover every resource of
+	// the type. Proxyless gRPC clients always ask for a few names (one
+	// listener "host:port", its route and cluster), so they would never be
+	// answered; their cache runs without ADS mode and filters by name.
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, cpLogger{s.log})
-	s.xds = serverv3.NewServer(s.ctx, s.cache, callbacks{s})
+	s.grpc = cache.NewSnapshotCache(false, cache.IDHash{}, cpLogger{s.log})
+	mux := &cache.MuxCache{
+		Classify:      func(r *cache.Request) string { return s.cacheKey(r.GetNode().GetId()) },
+		ClassifyDelta: func(r *cache.DeltaRequest) string { return s.cacheKey(r.GetNode().GetId()) },
+		Caches:        map[string]cache.Cache{"ads": s.cache, "grpc": s.grpc},
+	}
+	s.xds = serverv3.NewServer(s.ctx, mux, callbacks{s})
 	return s
 }
 
@@ -315,7 +328,7 @@ func (s *Server) push() {
 		if e == nil || n.snap == e.snap {
 			continue
 		}
-		if err := s.cache.SetSnapshot(s.ctx, n.id, e.snap); err != nil {
+		if err := s.cacheFor(n.proxy).SetSnapshot(s.ctx, n.id, e.snap); err != nil {
 			s.log.Error("set snapshot", "proxy", n.id, "error", err)
 			continue
 		}
@@ -379,7 +392,7 @@ func (s *Server) join(key streamKey, node *corev3.Node) (string, error) {
 		}
 		s.classes[n.class] = e
 	}
-	if err := s.cache.SetSnapshot(s.ctx, n.id, e.snap); err != nil {
+	if err := s.cacheFor(n.proxy).SetSnapshot(s.ctx, n.id, e.snap); err != nil {
 		s.log.Error("set snapshot", "proxy", n.id, "error", err)
 		return n.id, nil
 	}
@@ -408,8 +421,26 @@ func (s *Server) leave(key streamKey) {
 	}
 	s.mu.Unlock()
 	if last {
-		s.cache.ClearSnapshot(id)
+		s.cacheFor(n.proxy).ClearSnapshot(id)
 	}
+}
+
+// cacheKey names the cache serving a node (the MuxCache classifier).
+func (s *Server) cacheKey(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.nodes[id]; n != nil && n.proxy.Type == model.ProxyGRPC {
+		return "grpc"
+	}
+	return "ads"
+}
+
+// cacheFor returns the cache serving p.
+func (s *Server) cacheFor(p *model.Proxy) cache.SnapshotCache {
+	if p.Type == model.ProxyGRPC {
+		return s.grpc
+	}
+	return s.cache
 }
 
 // nodeOf returns the node of an open stream; s.mu must be held.

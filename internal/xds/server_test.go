@@ -777,3 +777,25 @@ func TestGeneratedResourcesAreValid(t *testing.T) {
 		}
 	}
 }
+
+func TestProxylessGRPCGetsRequestedSubset(t *testing.T) {
+	e := startEnv(t, Config{})
+	e.update(t, buildModel(t, 1, baseServices()))
+	c := e.sotw(t, &corev3.Node{Id: "grpc-client", UserAgentName: "grpc-go"})
+	r := c.fetch(lds, []string{"0.0.0.0_8080"})
+	if got := resourceNames(t, r); !slices.Equal(got, []string{"0.0.0.0_8080"}) {
+		t.Fatalf("listeners = %v", got)
+	}
+	r = c.fetch(cds, []string{clusterB()})
+	if got := resourceNames(t, r); !slices.Equal(got, []string{clusterB()}) {
+		t.Fatalf("clusters = %v", got)
+	}
+	if st := e.srv.Status(); len(st) != 1 || st[0].Type != "grpc" || st[0].PerType[lds].State != StateSynced {
+		t.Fatalf("status = %+v", st)
+	}
+	c.cancel()
+	waitFor(t, "grpc client removed", func() bool { return len(e.srv.Status()) == 0 })
+	if _, err := e.srv.grpc.GetSnapshot("grpc-client"); err == nil {
+		t.Error("snapshot kept after disconnect")
+	}
+}
