@@ -9,8 +9,15 @@
 // callbacks: parsing the node into a model.Proxy and setting its snapshot
 // before the cache answers the first request; generation shared by proxy
 // class; content-hash versions per type so unchanged types are not resent;
-// endpoint-only pushes; and a guard against NACK resend loops (see
-// onSotWRequest).
+// endpoint-only pushes; a guard against NACK resend loops (see
+// onSotWRequest); and a second, non-ADS cache for proxyless gRPC (see New).
+//
+// Known cost of go-control-plane's server: each stream marshals what it
+// sends itself (its cachedResource is per response), so a change costs
+// marshalling per proxy even when a thousand proxies share one snapshot,
+// and every ACK re-evaluates the watch under the cache's single lock.
+// Sharing marshalled bytes per class would need our own cache and
+// response types; bench/xdsload measures where this starts to matter.
 package xds
 
 import (
