@@ -1,0 +1,541 @@
+// Package xds serves Envoy xDS v3 (ADS, state-of-the-world and delta) to
+// connected proxies. It owns how config is sent — streams, per-node
+// snapshots, debounced pushes, ACK/NACK tracking, metrics and /debug/syncz —
+// and nothing about what is sent: a Generator (translate) builds the
+// resources. It never imports Kubernetes.
+//
+// Streaming and caching are go-control-plane's (pkg/server/v3 and its
+// SnapshotCache keyed by node id). This package adds, through server
+// callbacks: parsing the node into a model.Proxy and setting its snapshot
+// before the cache answers the first request; generation shared by proxy
+// class; content-hash versions per type so unchanged types are not resent;
+// endpoint-only pushes; a guard against NACK resend loops (see
+// onSotWRequest); and a second, non-ADS cache for proxyless gRPC (see New).
+//
+// Known cost of go-control-plane's server: each stream marshals what it
+// sends itself (its cachedResource is per response), so a change costs
+// marshalling per proxy even when a thousand proxies share one snapshot,
+// and every ACK re-evaluates the watch under the cache's single lock.
+// Sharing marshalled bytes per class would need our own cache and
+// response types; bench/xdsload measures where this starts to matter.
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+
+	"github.com/weftmesh/weft/internal/model"
+)
+
+// Clock is the time source; tests inject a fake one to drive debouncing.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// DefaultClassMetadata are the node metadata keys generation may read (and
+// that therefore split proxies into classes). Other metadata, such as pod
+// names, is hidden from the generator so identical workloads share output.
+var DefaultClassMetadata = []string{MetaGenerator, "CLUSTER_ID", "NETWORK", "MESH_ID", "INTERCEPTION_MODE", "ISTIO_VERSION", "DNS_CAPTURE", "DNS_AUTO_ALLOCATE"}
+
+// Config configures a Server.
+type Config struct {
+	// Generator builds each proxy class's resources. Required.
+	Generator Generator
+	// Debounce is how long the model must be quiet before a push (default 100ms).
+	Debounce time.Duration
+	// MaxDebounce bounds the wait while updates keep coming (default 1s).
+	MaxDebounce time.Duration
+	// ClassMetadata lists the node metadata keys the generator may read
+	// (default DefaultClassMetadata). See ClassKey.
+	ClassMetadata []string
+	// PerTypeServices also registers the non-aggregated CDS/EDS/LDS/RDS services.
+	PerTypeServices bool
+	// Logger defaults to slog.Default(); the component=xds attribute is added.
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil keeps them in a private registry.
+	Registerer prometheus.Registerer
+	// Clock defaults to the wall clock.
+	Clock Clock
+}
+
+// Server is the xDS server. Create it with New, Register it on a gRPC
+// server, feed it models with Update and drive pushes with Run.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	clock   Clock
+	metrics *metrics
+	cache   cache.SnapshotCache // ADS-ordered, for Envoy-like proxies
+	grpc    cache.SnapshotCache // unordered, for proxyless gRPC (see New)
+	xds     serverv3.Server
+	ctx     context.Context
+	cancel  context.CancelFunc
+	kick    chan struct{}
+
+	// pushMu serializes pushes, proxies joining and proxies leaving, so a
+	// proxy never misses a push nor keeps a snapshot after it left. Stream
+	// goroutines take it only on their first request and on close, never
+	// for ACKs.
+	pushMu  sync.Mutex
+	pushed  *model.Snapshot        // model of the last push; guarded by pushMu
+	classes map[string]*classEntry // generation cache for pushed; guarded by pushMu
+
+	mu           sync.Mutex // guards the fields below; held briefly, never across generation
+	latest       *model.Snapshot
+	firstPending time.Time // receipt of the oldest update not yet pushed; zero if none
+	lastUpdate   time.Time
+	nodes        map[string]*nodeState
+	streams      map[streamKey]string // open stream -> node id
+}
+
+// streamKey identifies a stream: go-control-plane numbers SotW and delta
+// streams with separate counters, so the id alone is ambiguous.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
+// nodeState is one connected node (proxy); guarded by Server.mu except
+// snap, which is guarded by pushMu.
+type nodeState struct {
+	id          string
+	proxy       *model.Proxy
+	class       string
+	streams     int
+	kind        string
+	connectedAt time.Time
+	types       map[string]*typeState
+	snap        *cache.Snapshot
+}
+
+func (n *nodeState) typeState(typeURL string) *typeState {
+	t := n.types[typeURL]
+	if t == nil {
+		t = &typeState{}
+		n.types[typeURL] = t
+	}
+	return t
+}
+
+// New returns a Server. It panics if cfg.Generator is nil.
+func New(cfg Config) *Server {
+	if cfg.Generator == nil {
+		panic("xds: Config.Generator is required")
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 100 * time.Millisecond
+	}
+	if cfg.MaxDebounce <= 0 {
+		cfg.MaxDebounce = time.Second
+	}
+	if cfg.MaxDebounce < cfg.Debounce {
+		cfg.MaxDebounce = cfg.Debounce
+	}
+	if cfg.ClassMetadata == nil {
+		cfg.ClassMetadata = DefaultClassMetadata
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "xds"),
+		clock:   cfg.Clock,
+		kick:    make(chan struct{}, 1),
+		classes: map[string]*classEntry{},
+		nodes:   map[string]*nodeState{},
+		streams: map[streamKey]string{},
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		s.log.Warn("registering metrics", "error", err)
+	}
+	s.metrics = m
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	// Two caches behind a mux: sidecars and routers get ADS mode, which
+	// orders responses (CDS before EDS, LDS before RDS) but answers a SotW
+	// request naming resources only if the names cover every resource of
+	// the type. Proxyless gRPC clients always ask for a few names (one
+	// listener "host:port", its route and cluster), so they would never be
+	// answered; their cache runs without ADS mode and filters by name.
+	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, cpLogger{s.log})
+	s.grpc = cache.NewSnapshotCache(false, cache.IDHash{}, cpLogger{s.log})
+	mux := &cache.MuxCache{
+		Classify:      func(r *cache.Request) string { return s.cacheKey(r.GetNode().GetId()) },
+		ClassifyDelta: func(r *cache.DeltaRequest) string { return s.cacheKey(r.GetNode().GetId()) },
+		Caches:        map[string]cache.Cache{"ads": s.cache, "grpc": s.grpc},
+	}
+	s.xds = serverv3.NewServer(s.ctx, mux, callbacks{s})
+	return s
+}
+
+// Register registers the aggregated discovery service (SotW and delta) and,
+// if configured, the per-type services on g.
+func (s *Server) Register(g *grpc.Server) {
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	if s.cfg.PerTypeServices {
+		clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
+		endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+		listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
+		routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
+	}
+}
+
+// Update hands the server a new model. It never blocks on a push: pushes
+// are debounced and run by Run.
+func (s *Server) Update(m *model.Snapshot) {
+	if m == nil {
+		return
+	}
+	now := s.clock.Now()
+	s.mu.Lock()
+	s.latest = m
+	if s.firstPending.IsZero() {
+		s.firstPending = now
+	}
+	s.lastUpdate = now
+	s.mu.Unlock()
+	s.metrics.events.Inc()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run pushes debounced updates until ctx is done; then it ends every open
+// stream. A push starts once no update arrived for Debounce, or MaxDebounce
+// after the first unpushed update, whichever comes first.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kick:
+		}
+		for {
+			s.mu.Lock()
+			first, last := s.firstPending, s.lastUpdate
+			s.mu.Unlock()
+			if first.IsZero() {
+				break
+			}
+			deadline := last.Add(s.cfg.Debounce)
+			if max := first.Add(s.cfg.MaxDebounce); max.Before(deadline) {
+				deadline = max
+			}
+			wait := deadline.Sub(s.clock.Now())
+			if wait <= 0 {
+				s.push()
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.clock.After(wait):
+			case <-s.kick:
+			}
+		}
+	}
+}
+
+// push regenerates every connected proxy class for the latest model and
+// hands changed snapshots to the cache, which sends only types whose
+// version changed (SotW) or resources whose hash changed (delta).
+func (s *Server) push() {
+	s.mu.Lock()
+	m, first := s.latest, s.firstPending
+	s.firstPending = time.Time{}
+	s.mu.Unlock()
+	if m == nil {
+		return
+	}
+
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	start := s.clock.Now()
+	prev := s.pushed
+	endpointOnly := endpointOnlyChange(prev, m)
+
+	s.mu.Lock()
+	nodes := slices.Collect(maps.Values(s.nodes))
+	s.mu.Unlock()
+
+	classes := make(map[string]*classEntry, len(s.classes))
+	changed := map[string]bool{}
+	failed := 0
+	for _, n := range nodes {
+		if _, done := classes[n.class]; done {
+			continue
+		}
+		old := s.classes[n.class]
+		var e *classEntry
+		var err error
+		if endpointOnly && old != nil && ownEndpoints(m, old.proxy) == old.own {
+			e, err = generateEndpoints(s.cfg.Generator, m, old)
+		} else {
+			e, err = generateFull(s.cfg.Generator, m, n.class, classProxy(n.proxy, s.cfg.ClassMetadata))
+		}
+		if err != nil {
+			// Keep serving the last good config for this class.
+			failed++
+			s.log.Error("generation failed; proxies keep their previous config", "proxy", n.id, "error", err)
+			if old != nil {
+				classes[n.class] = old
+			}
+			continue
+		}
+		same := old != nil
+		for t, ts := range e.sets {
+			if old == nil || old.sets[t].version != ts.version {
+				changed[shortType(t)] = true
+				same = false
+			}
+		}
+		if same {
+			e.snap = old.snap
+		}
+		classes[n.class] = e
+	}
+	updated := 0
+	for _, n := range nodes {
+		e := classes[n.class]
+		if e == nil || n.snap == e.snap {
+			continue
+		}
+		if err := s.cacheFor(n.proxy).SetSnapshot(s.ctx, n.id, e.snap); err != nil {
+			s.log.Error("set snapshot", "proxy", n.id, "error", err)
+			continue
+		}
+		n.snap = e.snap
+		updated++
+	}
+	s.classes, s.pushed = classes, m
+
+	end := s.clock.Now()
+	dur := end.Sub(start)
+	s.metrics.pushTime.Observe(dur.Seconds())
+	s.metrics.pushDur.Observe(dur.Seconds())
+	if !first.IsZero() {
+		s.metrics.convergence.Observe(end.Sub(first).Seconds())
+	}
+	s.log.Info("push", "version", m.Version, "proxies", len(nodes), "updated", updated, "classes", len(classes),
+		"endpointOnly", endpointOnly, "changed", slices.Sorted(maps.Keys(changed)), "failed", failed, "duration", dur)
+}
+
+// join registers the stream's node on its first request and, if a model
+// has been pushed, sets the node's snapshot before the cache sees the
+// request, so the first answer is the proxy's own config.
+func (s *Server) join(key streamKey, node *corev3.Node) (string, error) {
+	proxy, err := ProxyFromNode(node)
+	if errors.Is(err, ErrNoNodeID) {
+		return "", grpcstatus.Error(codes.InvalidArgument, err.Error())
+	}
+	var metaErr *NodeMetadataError
+	if errors.As(err, &metaErr) {
+		s.log.Warn("serving node with default values", "proxy", proxy.ID, "error", err)
+	}
+	kind := StreamSotW
+	if key.delta {
+		kind = StreamDelta
+	}
+
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	s.mu.Lock()
+	n := s.nodes[proxy.ID]
+	if n == nil {
+		n = &nodeState{id: proxy.ID, proxy: proxy, class: ClassKey(proxy, s.cfg.ClassMetadata),
+			connectedAt: s.clock.Now(), types: map[string]*typeState{}}
+		s.nodes[proxy.ID] = n
+		s.metrics.connected.WithLabelValues(proxy.Type.String()).Inc()
+	}
+	n.streams++
+	n.kind = kind
+	s.streams[key] = n.id
+	s.mu.Unlock()
+
+	if n.snap != nil || s.pushed == nil {
+		return n.id, nil // already served, or nothing to serve until the first push
+	}
+	e := s.classes[n.class]
+	if e == nil {
+		e, err = generateFull(s.cfg.Generator, s.pushed, n.class, classProxy(n.proxy, s.cfg.ClassMetadata))
+		if err != nil {
+			s.log.Error("generation failed for new proxy", "proxy", n.id, "error", err)
+			return n.id, nil
+		}
+		s.classes[n.class] = e
+	}
+	if err := s.cacheFor(n.proxy).SetSnapshot(s.ctx, n.id, e.snap); err != nil {
+		s.log.Error("set snapshot", "proxy", n.id, "error", err)
+		return n.id, nil
+	}
+	n.snap = e.snap
+	return n.id, nil
+}
+
+// leave forgets a closed stream; the node's snapshot and status go with
+// its last stream.
+func (s *Server) leave(key streamKey) {
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	s.mu.Lock()
+	id, ok := s.streams[key]
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.streams, key)
+	n := s.nodes[id]
+	n.streams--
+	last := n.streams == 0
+	if last {
+		delete(s.nodes, id)
+		s.metrics.connected.WithLabelValues(n.proxy.Type.String()).Dec()
+	}
+	s.mu.Unlock()
+	if last {
+		s.cacheFor(n.proxy).ClearSnapshot(id)
+	}
+}
+
+// cacheKey names the cache serving a node (the MuxCache classifier).
+func (s *Server) cacheKey(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.nodes[id]; n != nil && n.proxy.Type == model.ProxyGRPC {
+		return "grpc"
+	}
+	return "ads"
+}
+
+// cacheFor returns the cache serving p.
+func (s *Server) cacheFor(p *model.Proxy) cache.SnapshotCache {
+	if p.Type == model.ProxyGRPC {
+		return s.grpc
+	}
+	return s.cache
+}
+
+// nodeOf returns the node of an open stream; s.mu must be held.
+func (s *Server) nodeOf(key streamKey) *nodeState {
+	if id, ok := s.streams[key]; ok {
+		return s.nodes[id]
+	}
+	return nil
+}
+
+func (s *Server) known(key streamKey) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.streams[key]
+	return ok
+}
+
+// onSotWRequest handles a SotW request before go-control-plane does.
+//
+// A SotW NACK carries the last *accepted* version; the SnapshotCache
+// compares it with the snapshot version, finds them different and resends
+// the rejected config at once — a proxy that always rejects would loop
+// forever. Rewriting the NACK's version_info to the rejected version makes
+// the cache wait for the next real change instead. (Delta has no such loop:
+// its per-resource state already records what was sent.)
+func (s *Server) onSotWRequest(id int64, req *discovery.DiscoveryRequest) error {
+	key := streamKey{id: id}
+	if !s.known(key) {
+		if _, err := s.join(key, req.GetNode()); err != nil {
+			return err
+		}
+	}
+	if nacked := s.recordRequest(key, req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail()); nacked != "" {
+		req.VersionInfo = nacked
+	}
+	return nil
+}
+
+func (s *Server) onDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+	key := streamKey{delta: true, id: id}
+	if !s.known(key) {
+		if _, err := s.join(key, req.GetNode()); err != nil {
+			return err
+		}
+	}
+	s.recordRequest(key, req.GetTypeUrl(), "", req.GetResponseNonce(), req.GetErrorDetail())
+	return nil
+}
+
+// callbacks adapts Server to go-control-plane's server callbacks.
+type callbacks struct{ s *Server }
+
+var _ serverv3.Callbacks = callbacks{}
+
+func (c callbacks) OnStreamOpen(context.Context, int64, string) error { return nil }
+func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node)           { c.s.leave(streamKey{id: id}) }
+func (c callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
+	return c.s.onSotWRequest(id, req)
+}
+func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+	c.s.recordSent(streamKey{id: id}, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
+}
+func (c callbacks) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
+func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
+	c.s.leave(streamKey{delta: true, id: id})
+}
+func (c callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+	return c.s.onDeltaRequest(id, req)
+}
+func (c callbacks) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+	c.s.recordSent(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
+}
+func (c callbacks) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error {
+	return grpcstatus.Error(codes.Unimplemented, "xds: REST fetch is not served")
+}
+func (c callbacks) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
+
+// cpLogger routes go-control-plane's logging to slog. Its Info and Warn
+// lines are per request (watch opened, names not in snapshot), so they go
+// to Debug; formatting happens only when Debug is enabled.
+type cpLogger struct{ l *slog.Logger }
+
+func (c cpLogger) debug(format string, args []any) {
+	if c.l.Enabled(context.Background(), slog.LevelDebug) {
+		c.l.Debug(fmt.Sprintf(format, args...))
+	}
+}
+func (c cpLogger) Debugf(format string, args ...any) { c.debug(format, args) }
+func (c cpLogger) Infof(format string, args ...any)  { c.debug(format, args) }
+func (c cpLogger) Warnf(format string, args ...any)  { c.debug(format, args) }
+func (c cpLogger) Errorf(format string, args ...any) { c.l.Warn(fmt.Sprintf(format, args...)) }
