@@ -1,8 +1,16 @@
 package translate
 
 import (
+	"google.golang.org/protobuf/proto"
+
 	"github.com/weftmesh/weft/internal/config"
 )
+
+// ProxyMetadataKeys lists every Proxy.Metadata key translation reads. The xds
+// package shares generated output between proxies that agree on these keys
+// (and on type, namespace, labels, IPs and workload), so a new read of
+// Proxy.Metadata anywhere in this package must be added here.
+var ProxyMetadataKeys = []string{cdsLocalityMetadataKey, "NETWORK"}
 
 // Generator produces every xDS type for one proxy. It is stateless; the xds
 // package caches its output per proxy class.
@@ -29,4 +37,9 @@ func clusterWarnings(ws []string) config.Diagnostics {
 		out = append(out, config.Diagnostic{Severity: config.SeverityWarning, Message: w})
 	}
 	return out
+}
+
+// GenerateEndpoints builds only EDS, for endpoint-only pushes.
+func (Generator) GenerateEndpoints(in Input) (map[string]proto.Message, error) {
+	return Endpoints(in), nil
 }

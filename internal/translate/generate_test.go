@@ -1,6 +1,10 @@
 package translate
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -58,6 +62,35 @@ func TestGenerateConsistentHashPairsRouteAndCluster(t *testing.T) {
 		}
 		if _, ok := res.Clusters["outbound|8080||cart.default.svc.cluster.local"]; !ok {
 			t.Fatalf("withVS=%v: cart cluster missing", withVS)
+		}
+	}
+}
+
+// TestProxyMetadataKeysComplete fails when translation starts reading a
+// Proxy.Metadata key that ProxyMetadataKeys does not list (the xds cache
+// would then share output between proxies that must differ).
+func TestProxyMetadataKeysComplete(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`Metadata\[("?[A-Za-z_]+"?)\]`)
+	known := map[string]bool{`"LOCALITY"`: true, "cdsLocalityMetadataKey": true}
+	for _, k := range ProxyMetadataKeys {
+		known[`"`+k+`"`] = true
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+			if !known[m[1]] {
+				t.Errorf("%s reads Proxy.Metadata[%s], which ProxyMetadataKeys does not list", f, m[1])
+			}
 		}
 	}
 }

@@ -44,6 +44,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/translate"
 )
 
 // Clock is the time source; tests inject a fake one to drive debouncing.
@@ -60,7 +61,9 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 // DefaultClassMetadata are the node metadata keys generation may read (and
 // that therefore split proxies into classes). Other metadata, such as pod
 // names, is hidden from the generator so identical workloads share output.
-var DefaultClassMetadata = []string{MetaGenerator, "CLUSTER_ID", "NETWORK", "MESH_ID", "INTERCEPTION_MODE", "ISTIO_VERSION", "DNS_CAPTURE", "DNS_AUTO_ALLOCATE"}
+// It includes every key translate reads (translate.ProxyMetadataKeys).
+var DefaultClassMetadata = append([]string{MetaGenerator, "CLUSTER_ID", "MESH_ID", "INTERCEPTION_MODE", "ISTIO_VERSION", "DNS_CAPTURE", "DNS_AUTO_ALLOCATE"},
+	translate.ProxyMetadataKeys...)
 
 // Config configures a Server.
 type Config struct {
