@@ -115,6 +115,19 @@ func (s Severity) String() string {
 // MarshalText makes severities readable in JSON output.
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads what MarshalText wrote.
+func (s *Severity) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "error":
+		*s = SeverityError
+	case "warning":
+		*s = SeverityWarning
+	default:
+		return fmt.Errorf("config: unknown severity %q", b)
+	}
+	return nil
+}
+
 // Diagnostic is a precise validation or source problem: where, which object,
 // which field and what is wrong.
 type Diagnostic struct {

@@ -39,7 +39,8 @@ spec:
   hosts: [ratings]
   http:
   - route:
-    - {destination: {host: ratings}, weight: 100}
+    - {destination: {host: ratings, subset: v1}, weight: 50}
+    - {destination: {host: ratings, subset: v2}, weight: 50}
 `
 
 func TestWeftctlConfigLifecycle(t *testing.T) {
@@ -62,20 +63,20 @@ func TestWeftctlConfigLifecycle(t *testing.T) {
 	}
 	testenv.Eventually(t, 5*time.Second, func() error {
 		code, out, errOut := weftctl(t, wd, "", "get", "vs", "ratings", "-o", "yaml")
-		if code != 0 || !strings.Contains(out, "kind: VirtualService") || !strings.Contains(out, "weight: 100") {
+		if code != 0 || !strings.Contains(out, "kind: VirtualService") || !strings.Contains(out, "weight: 50") {
 			return &cliErr{code, out + errOut}
 		}
 		return nil
 	})
 
 	// A bad apply is refused with file, object and field, and changes nothing.
-	bad := strings.Replace(ratingsVS, "weight: 100", "weight: 90", 1)
+	bad := strings.Replace(ratingsVS, "weight: 50}", "weight: 40}", 1)
 	code, _, errOut = weftctl(t, wd, bad, "apply", "-f", "-")
 	if code != 1 || !strings.Contains(errOut, "VirtualService default/ratings") || !strings.Contains(errOut, "spec.http[0]") {
 		t.Fatalf("bad apply: want exit 1 with object and field in the error, got %d\n%s", code, errOut)
 	}
 	_, out, _ = weftctl(t, wd, "", "get", "vs", "ratings", "-o", "yaml")
-	if !strings.Contains(out, "weight: 100") {
+	if !strings.Contains(out, "weight: 50") {
 		t.Fatalf("bad apply changed the config in effect:\n%s", out)
 	}
 
@@ -98,9 +99,9 @@ func TestWeftctlConfigLifecycle(t *testing.T) {
 	// A broken file keeps its last good objects serving and shows up in analyze.
 	testenv.WriteFile(t, filepath.Join(wd.ConfigDir, "reviews.yaml"), "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews\n")
 	testenv.Eventually(t, 5*time.Second, func() error {
-		code, out, _ := weftctl(t, wd, "", "analyze")
+		code, out, errOut := weftctl(t, wd, "", "analyze")
 		if code != 1 || !strings.Contains(out, "reviews.yaml") {
-			return &cliErr{code, out}
+			return &cliErr{code, out + errOut}
 		}
 		return nil
 	})
@@ -123,7 +124,7 @@ func TestWeftctlConfigLifecycle(t *testing.T) {
 func TestWeftctlValidateOffline(t *testing.T) {
 	dir := t.TempDir()
 	testenv.WriteFile(t, filepath.Join(dir, "good.yaml"), reviewsSE)
-	testenv.WriteFile(t, filepath.Join(dir, "bad.yaml"), "---\n"+strings.Replace(ratingsVS, "weight: 100", "weight: 90", 1))
+	testenv.WriteFile(t, filepath.Join(dir, "bad.yaml"), "---\n"+strings.Replace(ratingsVS, "weight: 50}", "weight: 40}", 1))
 	var out, errb bytes.Buffer
 	code := cli.Run([]string{"validate", "-f", dir}, strings.NewReader(""), &out, &errb)
 	if code != 1 {
