@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -20,7 +19,6 @@ const (
 
 func errf(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
-var errNoHost = errors.New("no host")
 
 // Hash64 is the stable 64-bit hash used for ring hash and maglev keys and for
 // hash policies (FNV-1a with a final avalanche mix). It does not allocate.

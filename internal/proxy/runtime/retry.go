@@ -54,8 +54,8 @@ type RetryPolicy struct {
 	BaseInterval  time.Duration // default 25ms
 	MaxInterval   time.Duration // default 10 × base
 	// AvoidPreviousHosts is the previous_hosts retry host predicate.
-	AvoidPreviousHosts  bool
-	HostSelectionTries  uint32
+	AvoidPreviousHosts bool
+	HostSelectionTries uint32
 }
 
 const previousHosts = "envoy.retry_host_predicates.previous_hosts"
