@@ -19,7 +19,6 @@ const (
 
 func errf(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
-
 // Hash64 is the stable 64-bit hash used for ring hash and maglev keys and for
 // hash policies (FNV-1a with a final avalanche mix). It does not allocate.
 func Hash64(b []byte) uint64 {
