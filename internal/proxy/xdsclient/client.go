@@ -375,13 +375,18 @@ type stream interface {
 
 func (c *Client) subscribe(s stream, url string) error {
 	t := c.types[url]
+	if url == ListenerType {
+		c.everWarm = true
+	}
+	// An empty name list means wildcard to legacy servers: never send one
+	// for EDS/RDS (responses for names no longer wanted are ignored).
+	if !t.wildcard && len(t.names) == 0 && (!t.requested || c.cfg.StateOfTheWorld) {
+		return nil
+	}
 	if err := s.request(t); err != nil {
 		return err
 	}
 	t.requested = true
-	if url == ListenerType {
-		c.everWarm = true
-	}
 	c.typeStatus(url, func(ts *TypeStatus) { ts.Subscribed = sortedNames(t.names) })
 	return nil
 }
@@ -547,6 +552,9 @@ func (c *Client) candidate(t *typeState, r response) (map[string]entry, error) {
 			if d.name != "" && name != d.name {
 				return nil, fmt.Errorf("%s %q: resource name does not match its envelope name %q", kind(t.url), name, d.name)
 			}
+			if !t.wildcard && !t.names[name] {
+				continue
+			}
 			out[name] = keep(t.resources[name], entry{msg: msg, version: d.version})
 		}
 		return out, nil
@@ -567,6 +575,9 @@ func (c *Client) candidate(t *typeState, r response) (map[string]entry, error) {
 			return nil, fmt.Errorf("%s %q: duplicate resource in response", kind(t.url), name)
 		}
 		seen[name] = true
+		if !t.wildcard && !t.names[name] {
+			continue
+		}
 		out[name] = keep(t.resources[name], entry{msg: msg})
 	}
 	return out, nil
