@@ -25,11 +25,17 @@ func mustBuild(t testing.TB, prev *Snapshot, res ...proto.Message) *Snapshot {
 	return s
 }
 
+// headers returns a header lookup over name/value pairs; values are
+// converted once so lookups do not allocate.
 func headers(kv ...string) func(string) ([]byte, bool) {
+	vals := make([][]byte, len(kv))
+	for i := range kv {
+		vals[i] = []byte(kv[i])
+	}
 	return func(name string) ([]byte, bool) {
 		for i := 0; i+1 < len(kv); i += 2 {
 			if kv[i] == name {
-				return []byte(kv[i+1]), true
+				return vals[i+1], true
 			}
 		}
 		return nil, false
