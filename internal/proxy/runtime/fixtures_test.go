@@ -225,10 +225,10 @@ func routeConfig9080() *routev3.RouteConfiguration {
 				},
 			},
 			{
-				Name:    "ratings.default.svc.cluster.local:9080",
-				Domains: []string{ratingsHost, ratingsHost + ":9080", "ratings", "ratings:9080"},
+				Name:                 "ratings.default.svc.cluster.local:9080",
+				Domains:              []string{ratingsHost, ratingsHost + ":9080", "ratings", "ratings:9080"},
 				TypedPerFilterConfig: map[string]*anypb.Any{FilterFault: mustAny(fault)},
-				Routes: []*routev3.Route{{Name: "default", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}, Action: clusterRoute(ratingsAll)}},
+				Routes:               []*routev3.Route{{Name: "default", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}, Action: clusterRoute(ratingsAll)}},
 			},
 			{
 				Name:    "wildcard-suffix",
