@@ -231,7 +231,9 @@ func testADS(t *testing.T, sotw bool) {
 
 	// 4. A good config after the NACK is accepted.
 	setSnapshot(t, cache, b.snapshot("v4"))
-	waitFor(t, "v4 listener ACK", func() bool { return c.Status().Types[ListenerType].Version == "v4" || (!sotw && c.Status().Types[ListenerType].ACKs >= 2) })
+	waitFor(t, "v4 listener ACK", func() bool {
+		return c.Status().Types[ListenerType].Version == "v4" || (!sotw && c.Status().Types[ListenerType].ACKs >= 2)
+	})
 
 	// 5. The server goes away: the proxy keeps serving; a new server on the
 	// same address gets the client back with its known versions.
