@@ -110,6 +110,12 @@ type Update struct {
 	// that order). Unchanged resources keep their pointers between updates so
 	// a consumer can compare by identity before falling back to proto.Equal.
 	Resources []proto.Message
+	// Warming lists dependencies referenced by Resources but not received
+	// yet: EndpointType -> EDS service names of EDS clusters without an
+	// assignment, RouteType -> RDS names of listeners without their route
+	// configuration. Envoy keeps such new clusters and listeners warming; a
+	// listener manager can do the same by not opening those listeners yet.
+	Warming map[string][]string
 }
 
 // Status is the client's state for the admin endpoint.
@@ -413,7 +419,7 @@ func (c *Client) handle(s stream, r response) error {
 	c.typeStatus(t.url, func(ts *TypeStatus) { ts.Nonce = r.nonce })
 	cand, err := c.candidate(t, r)
 	if err == nil {
-		err = c.cfg.Apply(Update{TypeURL: t.url, Version: r.version, Resources: c.view(t.url, cand)})
+		err = c.cfg.Apply(Update{TypeURL: t.url, Version: r.version, Resources: c.view(t.url, cand), Warming: c.warming(t.url, cand)})
 	}
 	if err != nil {
 		detail := err.Error()
@@ -445,18 +451,7 @@ func (c *Client) handle(s stream, r response) error {
 func (c *Client) followDependencies(s stream, t *typeState) error {
 	switch t.url {
 	case ClusterType:
-		names := map[string]bool{}
-		for _, e := range t.resources {
-			cl := e.msg.(*clusterv3.Cluster)
-			if cl.GetType() == clusterv3.Cluster_EDS {
-				n := cl.GetEdsClusterConfig().GetServiceName()
-				if n == "" {
-					n = cl.GetName()
-				}
-				names[n] = true
-			}
-		}
-		if err := c.resubscribe(s, EndpointType, names); err != nil {
+		if err := c.resubscribe(s, EndpointType, edsNames(t.resources)); err != nil {
 			return err
 		}
 	case ListenerType:
@@ -474,6 +469,53 @@ func (c *Client) followDependencies(s stream, t *typeState) error {
 		return c.subscribe(s, ListenerType)
 	}
 	return nil
+}
+
+// warming computes Update.Warming for the view with cand replacing url.
+func (c *Client) warming(url string, cand map[string]entry) map[string][]string {
+	state := func(u string) map[string]entry {
+		if u == url {
+			return cand
+		}
+		return c.types[u].resources
+	}
+	var out map[string][]string
+	add := func(u, n string) {
+		if _, ok := state(u)[n]; ok {
+			return
+		}
+		if out == nil {
+			out = map[string][]string{}
+		}
+		out[u] = append(out[u], n)
+	}
+	for n := range edsNames(state(ClusterType)) {
+		add(EndpointType, n)
+	}
+	for _, e := range state(ListenerType) {
+		for n := range rdsNames(e.msg.(*listenerv3.Listener)) {
+			add(RouteType, n)
+		}
+	}
+	for _, v := range out {
+		sort.Strings(v)
+	}
+	return out
+}
+
+func edsNames(clusters map[string]entry) map[string]bool {
+	names := map[string]bool{}
+	for _, e := range clusters {
+		cl := e.msg.(*clusterv3.Cluster)
+		if cl.GetType() == clusterv3.Cluster_EDS {
+			n := cl.GetEdsClusterConfig().GetServiceName()
+			if n == "" {
+				n = cl.GetName()
+			}
+			names[n] = true
+		}
+	}
+	return names
 }
 
 // clustersWarm is true when every subscribed EDS name has an assignment.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,7 +132,8 @@ func testADS(t *testing.T, sotw bool) {
 	srv := startServer(t, "127.0.0.1:0", cache)
 
 	holder := runtime.NewHolder(nil)
-	var applied sync.Map
+	var lastWarming atomic.Pointer[map[string][]string]
+	var sawWarming atomic.Bool
 	c, err := New(Config{
 		ServerAddr:      srv.addr,
 		Node:            &corev3.Node{Id: nodeID, Cluster: "productpage.default"},
@@ -139,12 +141,15 @@ func testADS(t *testing.T, sotw bool) {
 		Backoff:         Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond},
 		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 		Apply: func(u Update) error {
+			if len(u.Warming[EndpointType]) > 0 || len(u.Warming[RouteType]) > 0 {
+				sawWarming.Store(true)
+			}
 			s, err := runtime.Build(holder.Load(), u.Resources...)
 			if err != nil {
 				return err
 			}
 			holder.Store(s)
-			applied.Store(u.TypeURL+"@"+u.Version, true)
+			lastWarming.Store(&u.Warming)
 			return nil
 		},
 	})
@@ -187,6 +192,10 @@ func testADS(t *testing.T, sotw bool) {
 	}
 	if got := st.Types[EndpointType].Subscribed; len(got) != 3 {
 		t.Fatalf("EDS subscription = %v", got)
+	}
+
+	if !sawWarming.Load() {
+		t.Error("startup never reported warming dependencies (CDS before EDS, LDS before RDS)")
 	}
 
 	// 2. EDS-only update keeps route tables and listeners by pointer.
@@ -272,6 +281,32 @@ func testADS(t *testing.T, sotw bool) {
 	}
 	if c.Status().Reconnects == 0 {
 		t.Error("reconnect not counted")
+	}
+
+	// 6. Removing a cluster (and the route to it) unsubscribes its EDS.
+	b.clusters = b.clusters[1:] // drop reviews v1
+	b.endpoints = b.endpoints[1:]
+	b.routes[0] = routes9080NoV1()
+	setSnapshot(t, cache2, b.snapshot("v6"))
+	waitFor(t, "reviews v1 removed", func() bool {
+		return holder.Load().Cluster(reviewsV1) == nil && len(c.Status().Types[EndpointType].Subscribed) == 2
+	})
+	if !sotw {
+		waitFor(t, "EDS unsubscribe on the server", func() bool {
+			srv2.mu.Lock()
+			defer srv2.mu.Unlock()
+			for _, r := range srv2.delta {
+				for _, n := range r.GetResourceNamesUnsubscribe() {
+					if n == reviewsV1 {
+						return true
+					}
+				}
+			}
+			return false
+		})
+	}
+	if w := lastWarming.Load(); w != nil && len(*w) != 0 {
+		t.Errorf("fully delivered config reports warming %v", *w)
 	}
 }
 

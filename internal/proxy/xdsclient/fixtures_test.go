@@ -145,3 +145,10 @@ func (b bundle) snapshot(version string) *cachev3.Snapshot {
 	}
 	return s
 }
+
+func routes9080NoV1() *routev3.RouteConfiguration {
+	rc := routes9080()
+	wc := rc.VirtualHosts[0].Routes[1].GetRoute().GetWeightedClusters()
+	wc.Clusters = wc.Clusters[1:]
+	return rc
+}
