@@ -304,3 +304,22 @@ func equalProto(a, b proto.Message) bool {
 	}
 	return proto.Equal(a, b)
 }
+
+// Source returns the Listener proto this listener was built from (for
+// config dumps; do not modify).
+func (l *Listener) Source() *listenerv3.Listener { return l.src }
+
+// Source returns the RouteConfiguration proto (do not modify).
+func (t *RouteTable) Source() *routev3.RouteConfiguration { return t.src }
+
+// Source returns the Cluster proto (do not modify).
+func (c *Cluster) Source() *clusterv3.Cluster { return c.src }
+
+// EndpointsSource returns the ClusterLoadAssignment currently published for
+// the cluster, or nil.
+func (c *Cluster) EndpointsSource() *endpointv3.ClusterLoadAssignment {
+	if s := c.eps.Load(); s != nil {
+		return s.src
+	}
+	return nil
+}
