@@ -2,10 +2,12 @@ package runtime
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 )
 
 // bigRouteConfig is a 1,000-virtual-host table like a sidecar in a large mesh.
@@ -84,6 +86,32 @@ func TestHotPathAllocs(t *testing.T) {
 		"OutboundListenerFor": func() {
 			s.OutboundListenerFor(s.Cluster(reviewsV1).Endpoints()[0].Address.Addr(), 9080)
 		},
+	}
+	long := strings.Repeat("Abc", 20)
+	var sms []StringMatcher
+	for _, pat := range []*matcherv3.StringMatcher{
+		{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: long}, IgnoreCase: true},
+		{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: long}, IgnoreCase: true},
+		{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: long}, IgnoreCase: true},
+		{MatchPattern: &matcherv3.StringMatcher_Contains{Contains: long}, IgnoreCase: true},
+		{MatchPattern: &matcherv3.StringMatcher_Contains{Contains: long}},
+	} {
+		sm, err := compileStringMatcher(pat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sms = append(sms, sm)
+	}
+	in := []byte("x" + strings.ToLower(long) + long)
+	checks["StringMatcher"] = func() {
+		for i := range sms {
+			sms[i].Match(in)
+		}
+	}
+	for i, want := range []bool{false, false, true, true, true} {
+		if got := sms[i].Match(in); got != want {
+			t.Errorf("string matcher %d = %v, want %v", i, got, want)
+		}
 	}
 	for name, f := range checks {
 		if n := testing.AllocsPerRun(100, f); n != 0 {

@@ -65,7 +65,7 @@ func (m *StringMatcher) Match(b []byte) bool {
 	switch m.kind {
 	case strExact:
 		if m.ignoreCase {
-			return len(b) == len(m.value) && bytes.EqualFold(b, []byte(m.value))
+			return len(b) == len(m.value) && equalFold(b, m.value)
 		}
 		return string(b) == m.value
 	case strPrefix:
@@ -73,7 +73,7 @@ func (m *StringMatcher) Match(b []byte) bool {
 			return false
 		}
 		if m.ignoreCase {
-			return bytes.EqualFold(b[:len(m.value)], []byte(m.value))
+			return equalFold(b[:len(m.value)], m.value)
 		}
 		return string(b[:len(m.value)]) == m.value
 	case strSuffix:
@@ -82,14 +82,14 @@ func (m *StringMatcher) Match(b []byte) bool {
 		}
 		t := b[len(b)-len(m.value):]
 		if m.ignoreCase {
-			return bytes.EqualFold(t, []byte(m.value))
+			return equalFold(t, m.value)
 		}
 		return string(t) == m.value
 	case strContains:
 		if m.ignoreCase {
 			return containsFold(b, m.lower)
 		}
-		return bytes.Contains(b, []byte(m.value))
+		return containsString(b, m.value)
 	case strRegex:
 		return m.re.Match(b)
 	}
@@ -102,6 +102,42 @@ func (m *StringMatcher) MatchString(s string) bool {
 		return m.re.MatchString(s)
 	}
 	return m.Match([]byte(s))
+}
+
+// equalFold is ASCII case-insensitive equality of b and s without converting
+// s (a conversion of a long string would allocate on the hot path).
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func containsString(b []byte, s string) bool {
+	if len(s) == 0 {
+		return true
+	}
+	for i := 0; i+len(s) <= len(b); i++ {
+		if b[i] == s[0] && string(b[i:i+len(s)]) == s {
+			return true
+		}
+	}
+	return false
 }
 
 func containsFold(b []byte, lower string) bool {

@@ -93,7 +93,7 @@ func (r *Route) matches(host, path, method []byte, header func(string) ([]byte, 
 		}
 		p := path[:len(m.value)]
 		if m.ignoreCase {
-			if !bytes.EqualFold(p, []byte(m.value)) {
+			if !equalFold(p, m.value) {
 				return false
 			}
 		} else if string(p) != m.value {
@@ -101,7 +101,7 @@ func (r *Route) matches(host, path, method []byte, header func(string) ([]byte, 
 		}
 	case pathExact:
 		if m.ignoreCase {
-			if !bytes.EqualFold(path, []byte(m.value)) {
+			if !equalFold(path, m.value) {
 				return false
 			}
 		} else if string(path) != m.value {
