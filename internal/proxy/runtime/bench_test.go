@@ -8,6 +8,9 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/weftmesh/weft/internal/proxy/runtime/route"
+	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 )
 
 // bigRouteConfig is a 1,000-virtual-host table like a sidecar in a large mesh.
@@ -60,7 +63,7 @@ func BenchmarkPick(b *testing.B) {
 	for _, p := range []clusterv3.Cluster_LbPolicy{clusterv3.Cluster_ROUND_ROBIN, clusterv3.Cluster_LEAST_REQUEST, clusterv3.Cluster_RANDOM, clusterv3.Cluster_RING_HASH, clusterv3.Cluster_MAGLEV} {
 		b.Run(p.String(), func(b *testing.B) {
 			_, c := lbCluster(b, p, 50, outlier)
-			key := HashString("user-42")
+			key := upstream.HashString("user-42")
 			b.ReportAllocs()
 			for b.Loop() {
 				if c.Pick(key, true) == nil {
@@ -75,20 +78,20 @@ func TestHotPathAllocs(t *testing.T) {
 	s := mustBuild(t, nil, append(weftResources(), bigRouteConfig())...)
 	rt := s.RouteTable("9080")
 	hdr := headers("end-user", "bob", "x-user", "u")
-	route := rt.Select([]byte("Reviews:9080"), []byte("/api/v1/reviews/1"), []byte("GET"), hdr, []byte("a=b"))
-	c := route.PickCluster(12345)
+	rte := rt.Select([]byte("Reviews:9080"), []byte("/api/v1/reviews/1"), []byte("GET"), hdr, []byte("a=b"))
+	c := rte.PickCluster(12345)
 	host, path, method, query := []byte("Reviews:9080"), []byte("/api/v1/reviews/1"), []byte("GET"), []byte("a=b")
 	checks := map[string]func(){
 		"Select":      func() { rt.Select(host, path, method, hdr, query) },
-		"PickCluster": func() { route.PickCluster(77) },
+		"PickCluster": func() { rte.PickCluster(77) },
 		"Pick":        func() { c.Pick(0, false) },
-		"RequestHash": func() { route.RequestHash(hdr, nil, s.Cluster(reviewsV1).Endpoints()[0].Address.Addr()) },
+		"RequestHash": func() { rte.RequestHash(hdr, nil, s.Cluster(reviewsV1).Endpoints()[0].Address.Addr()) },
 		"OutboundListenerFor": func() {
 			s.OutboundListenerFor(s.Cluster(reviewsV1).Endpoints()[0].Address.Addr(), 9080)
 		},
 	}
 	long := strings.Repeat("Abc", 20)
-	var sms []StringMatcher
+	var sms []route.StringMatcher
 	for _, pat := range []*matcherv3.StringMatcher{
 		{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: long}, IgnoreCase: true},
 		{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: long}, IgnoreCase: true},
@@ -96,7 +99,7 @@ func TestHotPathAllocs(t *testing.T) {
 		{MatchPattern: &matcherv3.StringMatcher_Contains{Contains: long}, IgnoreCase: true},
 		{MatchPattern: &matcherv3.StringMatcher_Contains{Contains: long}},
 	} {
-		sm, err := compileStringMatcher(pat)
+		sm, err := route.NewStringMatcher(pat)
 		if err != nil {
 			t.Fatal(err)
 		}

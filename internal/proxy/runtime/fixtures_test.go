@@ -216,7 +216,7 @@ func routeConfig9080() *routev3.RouteConfiguration {
 								NumRetries:           wrapperspb.UInt32(2),
 								PerTryTimeout:        durationpb.New(time.Second),
 								RetriableStatusCodes: []uint32{503},
-								RetryHostPredicate:   []*routev3.RetryPolicy_RetryHostPredicate{{Name: previousHosts}},
+								RetryHostPredicate:   []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts"}},
 							},
 							HashPolicy: []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: "x-user"}}}},
 						}},

@@ -11,6 +11,9 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/internal/proxy/runtime/route"
+	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 )
 
 // fakeClock is an injected clock for outlier detection.
@@ -102,7 +105,7 @@ func TestRingHash(t *testing.T) {
 	_, c := lbCluster(t, clusterv3.Cluster_RING_HASH, 5)
 	first := map[uint64]string{}
 	for k := range uint64(1000) {
-		key := HashString(fmt.Sprint("user-", k))
+		key := upstream.HashString(fmt.Sprint("user-", k))
 		ep := c.Pick(key, true)
 		for range 3 {
 			if again := c.Pick(key, true); again != ep {
@@ -137,7 +140,7 @@ func TestMaglev(t *testing.T) {
 	counts := map[string]int{}
 	first := map[uint64]string{}
 	for k := range uint64(10000) {
-		key := HashString(fmt.Sprint("conn-", k))
+		key := upstream.HashString(fmt.Sprint("conn-", k))
 		ep := c.Pick(key, true)
 		if c.Pick(key, true) != ep {
 			t.Fatal("maglev not stable")
@@ -190,7 +193,7 @@ func TestOutlierEjection(t *testing.T) {
 	if bad.Ejected() {
 		t.Fatal("ejected before 3 consecutive 5xx")
 	}
-	bad.ReportResult(0, ErrConnectFailure) // local-origin failure counts as 503
+	bad.ReportResult(0, route.ErrConnectFailure) // local-origin failure counts as 503
 	if !bad.Ejected() {
 		t.Fatal("not ejected after 3 consecutive errors")
 	}
@@ -279,17 +282,17 @@ func TestCircuitBreaker(t *testing.T) {
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxRequests: wrapperspb.UInt32(2)}}}
 	s := mustBuild(t, nil, c)
 	cl := s.Cluster("c")
-	if !cl.Acquire(Requests) || !cl.Acquire(Requests) {
+	if !cl.Acquire(upstream.Requests) || !cl.Acquire(upstream.Requests) {
 		t.Fatal("under threshold refused")
 	}
-	if cl.Acquire(Requests) {
+	if cl.Acquire(upstream.Requests) {
 		t.Fatal("over threshold accepted (want upstream overflow)")
 	}
-	cl.Release(Requests)
-	if !cl.Acquire(Requests) {
+	cl.Release(upstream.Requests)
+	if !cl.Acquire(upstream.Requests) {
 		t.Fatal("released slot not reusable")
 	}
-	if !cl.Acquire(Retries) || !cl.Acquire(Retries) || !cl.Acquire(Retries) || cl.Acquire(Retries) {
+	if !cl.Acquire(upstream.Retries) || !cl.Acquire(upstream.Retries) || !cl.Acquire(upstream.Retries) || cl.Acquire(upstream.Retries) {
 		t.Fatal("max_retries default 3 not enforced")
 	}
 }
@@ -304,9 +307,9 @@ func TestRetryPolicy(t *testing.T) {
 	}{
 		{503, nil, true}, // retriable-status-codes
 		{500, nil, false},
-		{0, ErrConnectFailure, true},
-		{0, ErrRefusedStream, true},
-		{0, ErrReset, false},
+		{0, route.ErrConnectFailure, true},
+		{0, route.ErrRefusedStream, true},
+		{0, route.ErrReset, false},
 		{200, nil, false},
 	}
 	for _, tc := range tests {
@@ -329,7 +332,7 @@ func TestRetryPolicy(t *testing.T) {
 }
 
 func TestFaultDecide(t *testing.T) {
-	f := &Fault{Delay: time.Second, DelayPerMillion: 500_000, AbortStatus: 418, AbortPerMillion: 100_000}
+	f := &route.Fault{Delay: time.Second, DelayPerMillion: 500_000, AbortStatus: 418, AbortPerMillion: 100_000}
 	delays, aborts := 0, 0
 	for i := range uint32(10000) {
 		d, a := f.Decide(i*100, (i*7919)%1_000_000)
@@ -346,7 +349,7 @@ func TestFaultDecide(t *testing.T) {
 	if aborts < 900 || aborts > 1100 {
 		t.Errorf("aborts = %d, want ~1000", aborts)
 	}
-	var nilFault *Fault
+	var nilFault *route.Fault
 	if d, a := nilFault.Decide(0, 0); d != 0 || a {
 		t.Error("nil fault must inject nothing")
 	}

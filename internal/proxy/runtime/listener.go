@@ -1,7 +1,10 @@
 package runtime
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,10 +13,16 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/internal/proxy/runtime/route"
+	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 )
 
-// Network and listener filter names weft-proxy implements.
+// Filter names weft-proxy implements.
 const (
+	FilterRouter       = "envoy.filters.http.router"
+	FilterFault        = route.FilterFault
+	FilterCors         = route.FilterCors
 	FilterHCM          = "envoy.filters.network.http_connection_manager"
 	FilterTCPProxy     = "envoy.filters.network.tcp_proxy"
 	FilterTLSInspector = "envoy.filters.listener.tls_inspector"
@@ -245,7 +254,7 @@ func buildListener(pb *listenerv3.Listener, clusters *Clusters) (*Listener, erro
 	if err != nil {
 		return nil, e("", "marshal: %v", err)
 	}
-	l := &Listener{Name: name, src: pb, Hash: Hash64(b), BindToPort: true}
+	l := &Listener{Name: name, src: pb, Hash: upstream.Hash64(b), BindToPort: true}
 	if v := pb.GetBindToPort(); v != nil {
 		l.BindToPort = v.GetValue()
 	}
@@ -407,8 +416,12 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, clusters *Clusters) (*HTTPConnect
 			return nil, tc + ".rds.config_source", errf("only ADS config sources are supported")
 		}
 	case *hcmv3.HttpConnectionManager_RouteConfig:
-		rt, err := buildRouteTable(rs.RouteConfig, clusters)
+		rt, err := route.NewTable(rs.RouteConfig, clusters.Get)
 		if err != nil {
+			var fe *route.FieldError
+			if errors.As(err, &fe) {
+				return nil, tc + ".route_config." + fe.Field, errors.New(fe.Msg)
+			}
 			return nil, tc + ".route_config", err
 		}
 		h.RouteTable = rt
@@ -443,3 +456,7 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, clusters *Clusters) (*HTTPConnect
 	}
 	return h, "", nil
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func errf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -14,6 +14,9 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/internal/proxy/runtime/route"
+	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 )
 
 func mustBuild(t testing.TB, prev *Snapshot, res ...proto.Message) *Snapshot {
@@ -60,17 +63,17 @@ func TestSimulateRequests(t *testing.T) {
 		hdr                             []string
 		wantRoute                       string
 		wantCluster                     string // for single-cluster routes
-		wantAction                      ActionKind
+		wantAction                      route.ActionKind
 	}{
 		{name: "jason goes to v2", host: "reviews:9080", path: "/reviews/1", method: "GET", hdr: []string{"end-user", "jason"}, wantRoute: "jason", wantCluster: reviewsV2},
 		{name: "FQDN upper-case host", host: "Reviews.Default.SVC.cluster.local", path: "/x", method: "GET", hdr: []string{"end-user", "jason"}, wantRoute: "jason", wantCluster: reviewsV2},
 		{name: "regex + method", host: "reviews", path: "/api/v2/reviews/17", method: "GET", wantRoute: "regex", wantCluster: reviewsV3},
-		{name: "regex must match whole path", host: "reviews", path: "/api/v2/reviews/17/x", method: "GET", wantRoute: "default", wantAction: ActionWeightedClusters},
-		{name: "regex wrong method", host: "reviews", path: "/api/v2/reviews/17", method: "POST", wantRoute: "default", wantAction: ActionWeightedClusters},
+		{name: "regex must match whole path", host: "reviews", path: "/api/v2/reviews/17/x", method: "GET", wantRoute: "default", wantAction: route.ActionWeightedClusters},
+		{name: "regex wrong method", host: "reviews", path: "/api/v2/reviews/17", method: "POST", wantRoute: "default", wantAction: route.ActionWeightedClusters},
 		{name: "query param", host: "reviews", path: "/debug", method: "GET", query: "a=b&canary=1", wantRoute: "query", wantCluster: reviewsV3},
-		{name: "query param mismatch", host: "reviews", path: "/debug", method: "GET", query: "canary=2", wantRoute: "default", wantAction: ActionWeightedClusters},
-		{name: "redirect", host: "reviews", path: "/old/x", method: "GET", wantRoute: "redirect", wantAction: ActionRedirect},
-		{name: "direct", host: "reviews", path: "/healthz", method: "GET", wantRoute: "direct", wantAction: ActionDirectResponse},
+		{name: "query param mismatch", host: "reviews", path: "/debug", method: "GET", query: "canary=2", wantRoute: "default", wantAction: route.ActionWeightedClusters},
+		{name: "redirect", host: "reviews", path: "/old/x", method: "GET", wantRoute: "redirect", wantAction: route.ActionRedirect},
+		{name: "direct", host: "reviews", path: "/healthz", method: "GET", wantRoute: "direct", wantAction: route.ActionDirectResponse},
 		{name: "ratings", host: "ratings.default.svc.cluster.local:9080", path: "/", method: "GET", wantRoute: "default", wantCluster: ratingsAll},
 		{name: "unknown host falls to allow_any", host: "example.org", path: "/", method: "GET", wantRoute: "allow_any", wantCluster: "PassthroughCluster"},
 	}
@@ -102,7 +105,7 @@ func TestSimulateRequests(t *testing.T) {
 	if len(def.RequestHeadersToAdd) != 1 || def.RequestHeadersToAdd[0].Name != "x-route" {
 		t.Errorf("headers to add = %+v", def.RequestHeadersToAdd)
 	}
-	if h, ok := def.RequestHash(headers("x-user", "u1"), nil, netip.Addr{}); !ok || h != Hash64([]byte("u1")) {
+	if h, ok := def.RequestHash(headers("x-user", "u1"), nil, netip.Addr{}); !ok || h != upstream.Hash64([]byte("u1")) {
 		t.Errorf("hash = %v %v", h, ok)
 	}
 	red := rt.Select([]byte("reviews"), []byte("/old"), []byte("GET"), nil, nil).Redirect

@@ -2,9 +2,9 @@
 // Envoy xDS v3 resources (Listener, RouteConfiguration, Cluster,
 // ClusterLoadAssignment) into a Snapshot the data path reads without locks,
 // validates them against the subset weft-proxy implements (see SUPPORTED.md),
-// and provides the per-request selection logic: route matching, weighted
-// cluster picks, load balancing, outlier detection, circuit breakers, retry
-// and fault-injection decisions.
+// and matches connections to listeners and filter chains. Route tables live
+// in package route and clusters, load balancing and outlier detection in
+// package upstream; runtime orchestrates building and publishing them.
 //
 // A Snapshot is never mutated after it is published through a Holder, with one
 // deliberate exception that mirrors Envoy: a Cluster whose CDS config did not
@@ -25,6 +25,8 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 )
 
 // Options are the knobs a Snapshot inherits from its predecessor.
@@ -59,7 +61,7 @@ type Snapshot struct {
 
 type pendingEndpoints struct {
 	c   *Cluster
-	set *endpointSet
+	set *upstream.EndpointSet
 }
 
 // Empty returns a Snapshot with no resources, carrying opts to every Snapshot
@@ -155,7 +157,7 @@ func (h *Holder) Load() *Snapshot { return h.p.Load() }
 // snapshot are swapped in first, then s becomes current.
 func (h *Holder) Store(s *Snapshot) {
 	for _, p := range s.pending {
-		p.c.eps.Store(p.set)
+		p.c.Publish(p.set)
 	}
 	s.pending = nil
 	h.p.Store(s)
@@ -230,7 +232,7 @@ func Build(prev *Snapshot, resources ...proto.Message) (*Snapshot, error) {
 	var clustersChanged bool
 	s.Clusters, clustersChanged, errs = buildClusters(prev, s, cds)
 	var rerrs []error
-	s.RouteTables, _, rerrs = buildRouteTables(prev, s, rds, clustersChanged)
+	s.RouteTables, rerrs = buildRouteTables(prev, s, rds, clustersChanged)
 	errs = append(errs, rerrs...)
 	var lerrs []error
 	s.Listeners, lerrs = buildListeners(prev, s, lds, clustersChanged)
@@ -308,18 +310,3 @@ func equalProto(a, b proto.Message) bool {
 // Source returns the Listener proto this listener was built from (for
 // config dumps; do not modify).
 func (l *Listener) Source() *listenerv3.Listener { return l.src }
-
-// Source returns the RouteConfiguration proto (do not modify).
-func (t *RouteTable) Source() *routev3.RouteConfiguration { return t.src }
-
-// Source returns the Cluster proto (do not modify).
-func (c *Cluster) Source() *clusterv3.Cluster { return c.src }
-
-// EndpointsSource returns the ClusterLoadAssignment currently published for
-// the cluster, or nil.
-func (c *Cluster) EndpointsSource() *endpointv3.ClusterLoadAssignment {
-	if s := c.eps.Load(); s != nil {
-		return s.src
-	}
-	return nil
-}

@@ -14,6 +14,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 )
 
 // TestConcurrentSwap runs the data path against a Holder while EDS updates
@@ -93,7 +95,7 @@ func TestRouteExtras(t *testing.T) {
 	src := netip.MustParseAddr("10.0.0.9")
 	h1, ok1 := r.RequestHash(headers("cookie", "a=1; session=abc; b=2"), nil, src)
 	h2, _ := r.RequestHash(headers("cookie", "session=abc"), nil, netip.MustParseAddr("10.0.0.10"))
-	if !ok1 || h1 != h2 || h1 != Hash64([]byte("abc")) {
+	if !ok1 || h1 != h2 || h1 != upstream.Hash64([]byte("abc")) {
 		t.Errorf("terminal cookie hash: %v %v %v", h1, h2, ok1)
 	}
 	h3, ok3 := r.RequestHash(headers(), nil, src)

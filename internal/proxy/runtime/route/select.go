@@ -1,9 +1,11 @@
-package runtime
+package route
 
 import (
 	"bytes"
 	"math/rand/v2"
 	"net/netip"
+
+	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 )
 
 // Select returns the first route of the matching virtual host that matches
@@ -12,7 +14,7 @@ import (
 // lower-case name, query is the raw query string without '?'. Virtual hosts
 // are chosen with Envoy's domain rules: exact, then longest "*suffix", then
 // longest "prefix*", then "*"; case-insensitive. Select does not allocate.
-func (t *RouteTable) Select(host, path, method []byte, header func(name string) ([]byte, bool), query []byte) *Route {
+func (t *Table) Select(host, path, method []byte, header func(name string) ([]byte, bool), query []byte) *Route {
 	vh := t.virtualHost(host)
 	if vh == nil {
 		return nil
@@ -26,9 +28,9 @@ func (t *RouteTable) Select(host, path, method []byte, header func(name string) 
 }
 
 // VirtualHostFor returns the virtual host serving host, or nil.
-func (t *RouteTable) VirtualHostFor(host []byte) *VirtualHost { return t.virtualHost(host) }
+func (t *Table) VirtualHostFor(host []byte) *VirtualHost { return t.virtualHost(host) }
 
-func (t *RouteTable) virtualHost(host []byte) *VirtualHost {
+func (t *Table) virtualHost(host []byte) *VirtualHost {
 	if t.ignorePort {
 		host = stripPort(host)
 	}
@@ -132,7 +134,7 @@ func (r *Route) matches(host, path, method []byte, header func(string) ([]byte, 
 // cluster, or for weighted_clusters the entry selected by rnd modulo the
 // total weight. It returns nil for direct responses, redirects and clusters
 // that do not exist (the caller answers 503 "cluster not found").
-func (r *Route) PickCluster(rnd uint32) *Cluster {
+func (r *Route) PickCluster(rnd uint32) *upstream.Cluster {
 	switch r.Action {
 	case ActionCluster:
 		return r.Cluster
@@ -173,7 +175,7 @@ func (r *Route) RequestHash(header func(string) ([]byte, bool), query []byte, sr
 			if header != nil {
 				var b []byte
 				if b, got = header(p.Name); got {
-					v = Hash64(b)
+					v = upstream.Hash64(b)
 				}
 			}
 		case HashCookie:
@@ -181,19 +183,19 @@ func (r *Route) RequestHash(header func(string) ([]byte, bool), query []byte, sr
 				if c, found := header("cookie"); found {
 					var b []byte
 					if b, got = cookieValue(c, p.Name); got {
-						v = Hash64(b)
+						v = upstream.Hash64(b)
 					}
 				}
 			}
 		case HashSourceIP:
 			if srcIP.IsValid() {
 				a := srcIP.As16()
-				v, got = Hash64(a[:]), true
+				v, got = upstream.Hash64(a[:]), true
 			}
 		case HashQueryParam:
 			var b []byte
 			if b, got = QueryParam(query, p.Name); got {
-				v = Hash64(b)
+				v = upstream.Hash64(b)
 			}
 		}
 		if !got {

@@ -1,4 +1,4 @@
-package runtime
+package route
 
 import (
 	"bytes"
@@ -28,7 +28,8 @@ type StringMatcher struct {
 	ignoreCase bool
 }
 
-func compileStringMatcher(m *matcherv3.StringMatcher) (StringMatcher, error) {
+// NewStringMatcher compiles an envoy.type.matcher.v3.StringMatcher.
+func NewStringMatcher(m *matcherv3.StringMatcher) (StringMatcher, error) {
 	sm := StringMatcher{ignoreCase: m.GetIgnoreCase()}
 	switch p := m.GetMatchPattern().(type) {
 	case *matcherv3.StringMatcher_Exact:
@@ -192,7 +193,7 @@ func compileHeaderMatcher(h *routev3.HeaderMatcher) (headerMatcher, error) {
 	var err error
 	switch s := h.GetHeaderMatchSpecifier().(type) {
 	case *routev3.HeaderMatcher_StringMatch:
-		hm.sm, err = compileStringMatcher(s.StringMatch)
+		hm.sm, err = NewStringMatcher(s.StringMatch)
 	case *routev3.HeaderMatcher_ExactMatch:
 		hm.sm = StringMatcher{kind: strExact, value: s.ExactMatch}
 	case *routev3.HeaderMatcher_PrefixMatch:
@@ -259,7 +260,7 @@ func compileQueryMatcher(q *routev3.QueryParameterMatcher) (queryMatcher, error)
 	qm := queryMatcher{name: q.GetName()}
 	switch s := q.GetQueryParameterMatchSpecifier().(type) {
 	case *routev3.QueryParameterMatcher_StringMatch:
-		sm, err := compileStringMatcher(s.StringMatch)
+		sm, err := NewStringMatcher(s.StringMatch)
 		if err != nil {
 			return qm, err
 		}

@@ -1,4 +1,4 @@
-package runtime
+package route
 
 import (
 	"regexp"
@@ -12,17 +12,18 @@ import (
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 )
 
-// HTTP filter names weft-proxy implements.
+// HTTP filters whose per-route config (typed_per_filter_config) is honoured.
 const (
-	FilterRouter = "envoy.filters.http.router"
-	FilterFault  = "envoy.filters.http.fault"
-	FilterCors   = "envoy.filters.http.cors"
+	FilterFault = "envoy.filters.http.fault"
+	FilterCors  = "envoy.filters.http.cors"
 )
 
-// RouteTable is one compiled RouteConfiguration.
-type RouteTable struct {
+// Table is one compiled RouteConfiguration.
+type Table struct {
 	Name         string
 	VirtualHosts []*VirtualHost
 
@@ -68,7 +69,7 @@ type Route struct {
 
 	// ActionCluster
 	ClusterName string
-	Cluster     *Cluster // nil when the cluster does not exist (caller answers 503)
+	Cluster     *upstream.Cluster // nil when the cluster does not exist (caller answers 503)
 	// ActionWeightedClusters
 	Weighted    []WeightedCluster
 	TotalWeight uint32
@@ -101,7 +102,7 @@ type Route struct {
 // WeightedCluster is one entry of weighted_clusters.
 type WeightedCluster struct {
 	Name    string
-	Cluster *Cluster
+	Cluster *upstream.Cluster
 	Weight  uint32
 	// RequestHeadersToAdd etc. are per-cluster mutations.
 	RequestHeadersToAdd    []HeaderValue
@@ -139,7 +140,7 @@ type HeaderValue struct {
 // Mirror is one request_mirror_policy.
 type Mirror struct {
 	ClusterName string
-	Cluster     *Cluster
+	Cluster     *upstream.Cluster
 	// PerMillion is the share of requests mirrored (1,000,000 = all).
 	PerMillion uint32
 }
@@ -206,42 +207,15 @@ type routeMatch struct {
 
 const fracAll = 1_000_000
 
-func buildRouteTables(prev, s *Snapshot, rds map[string]*routev3.RouteConfiguration, clustersChanged bool) (*RouteTables, bool, []error) {
-	if !clustersChanged && len(rds) == prev.RouteTables.Len() {
-		same := true
-		for name, pb := range rds {
-			old := prev.RouteTables.byName[name]
-			if old == nil || !equalProto(old.src, pb) {
-				same = false
-				break
-			}
-		}
-		if same {
-			return prev.RouteTables, false, nil
-		}
-	}
-	var errs []error
-	out := &RouteTables{byName: make(map[string]*RouteTable, len(rds))}
-	for name, pb := range rds {
-		if old := prev.RouteTables.byName[name]; old != nil && !clustersChanged && equalProto(old.src, pb) {
-			out.byName[name] = old
-			continue
-		}
-		rt, err := buildRouteTable(pb, s.Clusters)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out.byName[name] = rt
-	}
-	return out, true, errs
-}
+// ClusterLookup resolves a cluster name in the snapshot being built; it
+// returns nil for unknown clusters (routes to them answer 503).
+type ClusterLookup func(name string) *upstream.Cluster
 
-func buildRouteTable(pb *routev3.RouteConfiguration, clusters *Clusters) (*RouteTable, error) {
+// NewTable compiles a RouteConfiguration; routes link the clusters that
+// lookup resolves. Errors are *FieldError naming the offending field.
+func NewTable(pb *routev3.RouteConfiguration, lookup ClusterLookup) (*Table, error) {
 	name := pb.GetName()
-	e := func(field, format string, args ...any) error {
-		return rerr("RouteConfiguration", name, field, format, args...)
-	}
+	e := fieldErr
 	if pb.GetVhds() != nil {
 		return nil, e("vhds", "VHDS is not supported")
 	}
@@ -251,7 +225,7 @@ func buildRouteTable(pb *routev3.RouteConfiguration, clusters *Clusters) (*Route
 	if len(pb.GetRequestMirrorPolicies()) > 0 {
 		return nil, e("request_mirror_policies", "route-configuration-level mirrors are not supported; set them on routes")
 	}
-	rt := &RouteTable{Name: name, exact: map[string]*VirtualHost{}, ignorePort: pb.GetIgnorePortInHostMatching(), src: pb}
+	rt := &Table{Name: name, exact: map[string]*VirtualHost{}, ignorePort: pb.GetIgnorePortInHostMatching(), src: pb}
 	cfgFault, cfgCors, err := perFilter(pb.GetTypedPerFilterConfig())
 	if err != nil {
 		return nil, e("typed_per_filter_config", "%v", err)
@@ -315,7 +289,7 @@ func buildRouteTable(pb *routev3.RouteConfiguration, clusters *Clusters) (*Route
 		}
 		for j, rpb := range vpb.GetRoutes() {
 			rf := vf + ".routes[" + itoa(j) + "]"
-			r, field, err := buildRoute(rpb, clusters)
+			r, field, err := buildRoute(rpb, lookup)
 			if err != nil {
 				return nil, e(rf+field, "%v", err)
 			}
@@ -388,7 +362,7 @@ func sortedIndex(idx map[int]map[string]*VirtualHost) []domainIndex {
 
 // buildRoute returns the route, or the field path (relative to the route)
 // and the problem.
-func buildRoute(pb *routev3.Route, clusters *Clusters) (*Route, string, error) {
+func buildRoute(pb *routev3.Route, lookup ClusterLookup) (*Route, string, error) {
 	r := &Route{Name: pb.GetName(), Timeout: 15 * time.Second}
 	mpb := pb.GetMatch()
 	r.m.fraction = fracAll
@@ -447,7 +421,7 @@ func buildRoute(pb *routev3.Route, clusters *Clusters) (*Route, string, error) {
 	r.ResponseHeadersToRemove = pb.GetResponseHeadersToRemove()
 	switch a := pb.GetAction().(type) {
 	case *routev3.Route_Route:
-		if f, err := routeAction(r, a.Route, clusters); err != nil {
+		if f, err := routeAction(r, a.Route, lookup); err != nil {
 			return nil, ".route" + f, err
 		}
 	case *routev3.Route_DirectResponse:
@@ -476,10 +450,10 @@ func buildRoute(pb *routev3.Route, clusters *Clusters) (*Route, string, error) {
 	return r, "", nil
 }
 
-func routeAction(r *Route, a *routev3.RouteAction, clusters *Clusters) (string, error) {
+func routeAction(r *Route, a *routev3.RouteAction, lookup ClusterLookup) (string, error) {
 	switch cs := a.GetClusterSpecifier().(type) {
 	case *routev3.RouteAction_Cluster:
-		r.Action, r.ClusterName, r.Cluster = ActionCluster, cs.Cluster, clusters.byName[cs.Cluster]
+		r.Action, r.ClusterName, r.Cluster = ActionCluster, cs.Cluster, lookup(cs.Cluster)
 	case *routev3.RouteAction_WeightedClusters:
 		r.Action = ActionWeightedClusters
 		for i, wc := range cs.WeightedClusters.GetClusters() {
@@ -487,7 +461,7 @@ func routeAction(r *Route, a *routev3.RouteAction, clusters *Clusters) (string, 
 			if wc.GetClusterHeader() != "" {
 				return f + ".cluster_header", errf("not supported")
 			}
-			w := WeightedCluster{Name: wc.GetName(), Cluster: clusters.byName[wc.GetName()], Weight: wc.GetWeight().GetValue()}
+			w := WeightedCluster{Name: wc.GetName(), Cluster: lookup(wc.GetName()), Weight: wc.GetWeight().GetValue()}
 			var err error
 			if w.RequestHeadersToAdd, err = headerValues(wc.GetRequestHeadersToAdd()); err != nil {
 				return f + ".request_headers_to_add", err
@@ -559,7 +533,7 @@ func routeAction(r *Route, a *routev3.RouteAction, clusters *Clusters) (string, 
 	}
 	r.Retry = rp
 	for i, m := range a.GetRequestMirrorPolicies() {
-		mr := Mirror{ClusterName: m.GetCluster(), Cluster: clusters.byName[m.GetCluster()], PerMillion: fracAll}
+		mr := Mirror{ClusterName: m.GetCluster(), Cluster: lookup(m.GetCluster()), PerMillion: fracAll}
 		if m.GetClusterHeader() != "" {
 			return ".request_mirror_policies[" + itoa(i) + "].cluster_header", errf("not supported")
 		}
@@ -697,7 +671,7 @@ func perFilter(m map[string]*anypb.Any) (*Fault, *CorsPolicy, error) {
 				cc.Enabled = perMillion(fe.GetDefaultValue()) > 0
 			}
 			for i, o := range pb.GetAllowOriginStringMatch() {
-				sm, err := compileStringMatcher(o)
+				sm, err := NewStringMatcher(o)
 				if err != nil {
 					return nil, nil, errf("%s: allow_origin_string_match[%d]: %v", name, i, err)
 				}
@@ -710,3 +684,6 @@ func perFilter(m map[string]*anypb.Any) (*Fault, *CorsPolicy, error) {
 	}
 	return f, c, nil
 }
+
+// Source returns the RouteConfiguration proto (do not modify).
+func (t *Table) Source() *routev3.RouteConfiguration { return t.src }

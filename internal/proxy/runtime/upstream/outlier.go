@@ -1,4 +1,4 @@
-package runtime
+package upstream
 
 import (
 	"math/rand/v2"

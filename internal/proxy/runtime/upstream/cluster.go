@@ -1,4 +1,4 @@
-package runtime
+package upstream
 
 import (
 	"sync/atomic"
@@ -6,7 +6,6 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
@@ -44,7 +43,7 @@ type Cluster struct {
 	ChoiceCount    uint32 // least-request choices (default 2)
 
 	src *clusterv3.Cluster
-	eps atomic.Pointer[endpointSet]
+	eps atomic.Pointer[EndpointSet]
 	rr  atomic.Uint64
 	cb  [numResources]atomic.Int64
 	now func() int64
@@ -109,6 +108,17 @@ func (c *Cluster) limit(r Resource) uint32 {
 	}
 }
 
+// Source returns the Cluster proto (for config dumps; do not modify).
+func (c *Cluster) Source() *clusterv3.Cluster { return c.src }
+
+// EndpointSet returns the currently published endpoint set, or nil.
+func (c *Cluster) EndpointSet() *EndpointSet { return c.eps.Load() }
+
+// Publish makes s the cluster's endpoint set. The runtime calls it when the
+// snapshot that carries s is stored, so requests on older snapshots see the
+// new endpoints too — the same as Envoy, where EDS updates a live cluster.
+func (c *Cluster) Publish(s *EndpointSet) { c.eps.Store(s) }
+
 // Endpoints returns the cluster's current endpoints (all priorities; shared, do
 // not modify).
 func (c *Cluster) Endpoints() []*Endpoint {
@@ -118,68 +128,11 @@ func (c *Cluster) Endpoints() []*Endpoint {
 	return nil
 }
 
-func buildClusters(prev, s *Snapshot, cds map[string]*clusterv3.Cluster) (*Clusters, bool, []error) {
-	var errs []error
-	out := &Clusters{byName: make(map[string]*Cluster, len(cds))}
-	changed := len(cds) != prev.Clusters.Len()
-	for name, pb := range cds {
-		old := prev.Clusters.byName[name]
-		if old != nil && equalProto(old.src, pb) {
-			out.byName[name] = old
-			// Same CDS config: keep identity, publish new endpoints on Store.
-			if cla := s.claFor(old); cla != nil {
-				cur := old.eps.Load()
-				if cur == nil || !equalProto(cur.src, cla) {
-					set, err := buildEndpointSet(old, cla, cur)
-					if err != nil {
-						errs = append(errs, err)
-						continue
-					}
-					s.pending = append(s.pending, pendingEndpoints{c: old, set: set})
-				}
-			}
-			continue
-		}
-		changed = true
-		c, err := buildCluster(pb, s.now)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		var prevSet *endpointSet
-		if old != nil {
-			prevSet = old.eps.Load()
-		}
-		var cla *endpointv3.ClusterLoadAssignment
-		switch c.Type {
-		case clusterv3.Cluster_EDS:
-			cla = s.claFor(c)
-		case clusterv3.Cluster_STATIC, clusterv3.Cluster_STRICT_DNS, clusterv3.Cluster_LOGICAL_DNS:
-			cla = pb.GetLoadAssignment()
-		}
-		if cla != nil {
-			set, err := buildEndpointSet(c, cla, prevSet)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			c.eps.Store(set) // not yet visible to anyone: safe to set now
-		}
-		out.byName[name] = c
-	}
-	return out, changed, errs
-}
-
-func (s *Snapshot) claFor(c *Cluster) *endpointv3.ClusterLoadAssignment {
-	if c.Type != clusterv3.Cluster_EDS {
-		return nil
-	}
-	return s.cla[c.EDSServiceName]
-}
-
-func buildCluster(pb *clusterv3.Cluster, now func() int64) (*Cluster, error) {
+// NewCluster compiles a Cluster. now is the clock for outlier detection
+// (unix nanoseconds). Errors are *FieldError naming the offending field.
+func NewCluster(pb *clusterv3.Cluster, now func() int64) (*Cluster, error) {
 	name := pb.GetName()
-	e := func(field, format string, args ...any) error { return rerr("Cluster", name, field, format, args...) }
+	e := fieldErr
 	c := &Cluster{
 		Name:           name,
 		src:            pb,

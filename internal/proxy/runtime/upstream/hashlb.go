@@ -1,7 +1,6 @@
-package runtime
+package upstream
 
 import (
-	"fmt"
 	"math"
 	"sort"
 	"strconv"
@@ -16,8 +15,6 @@ const (
 	lbRingHash     = clusterv3.Cluster_RING_HASH
 	lbMaglev       = clusterv3.Cluster_MAGLEV
 )
-
-func errf(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
 // Hash64 is the stable 64-bit hash used for ring hash and maglev keys and for
 // hash policies (FNV-1a with a final avalanche mix). It does not allocate.

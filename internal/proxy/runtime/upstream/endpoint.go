@@ -1,4 +1,4 @@
-package runtime
+package upstream
 
 import (
 	"math/rand/v2"
@@ -42,8 +42,9 @@ func healthyStatus(h corev3.HealthStatus) bool {
 	return h == corev3.HealthStatus_UNKNOWN || h == corev3.HealthStatus_HEALTHY
 }
 
-// endpointSet is one immutable ClusterLoadAssignment, with LB tables.
-type endpointSet struct {
+// EndpointSet is one immutable ClusterLoadAssignment with its LB tables
+// (schedules, rings and maglev tables built once).
+type EndpointSet struct {
 	src    *endpointv3.ClusterLoadAssignment
 	all    []*Endpoint
 	levels []*level
@@ -65,15 +66,12 @@ type level struct {
 	maglev   []uint32    // MAGLEV
 }
 
-func buildEndpointSet(c *Cluster, cla *endpointv3.ClusterLoadAssignment, prev *endpointSet) (*endpointSet, error) {
-	name := cla.GetClusterName()
-	if name == "" {
-		name = c.Name
-	}
-	e := func(field, format string, args ...any) error {
-		return rerr("ClusterLoadAssignment", name, field, format, args...)
-	}
-	set := &endpointSet{src: cla, group: &outlierGroup{cfg: c.Outlier, now: c.now}}
+// NewEndpointSet compiles cla for cluster c. Outlier-detection state of
+// endpoints also present in prev (same address) is carried over. Errors are
+// *FieldError naming the offending field.
+func NewEndpointSet(c *Cluster, cla *endpointv3.ClusterLoadAssignment, prev *EndpointSet) (*EndpointSet, error) {
+	e := fieldErr
+	set := &EndpointSet{src: cla, group: &outlierGroup{cfg: c.Outlier, now: c.now}}
 	var prevByAddr map[string]*outlierState
 	if prev != nil && c.Outlier != nil {
 		prevByAddr = make(map[string]*outlierState, len(prev.all))
@@ -447,4 +445,5 @@ func (c *Cluster) available(ep *Endpoint) bool {
 	return ep.od.available(ep.group)
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }
+// Source returns the ClusterLoadAssignment (do not modify).
+func (s *EndpointSet) Source() *endpointv3.ClusterLoadAssignment { return s.src }
