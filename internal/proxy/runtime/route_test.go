@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -378,11 +379,20 @@ func TestValidationErrors(t *testing.T) {
 	rc.VirtualHosts[0].Routes[1].Match.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: "/api"}
 	badRe := routeConfig9080()
 	badRe.VirtualHosts[0].Routes[1].Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "(a"}}
+	namedEP := cla("outbound|80||x", "10.0.0.1")
+	namedEP.Endpoints[0].LbEndpoints[0].HostIdentifier = &endpointv3.LbEndpoint_EndpointName{EndpointName: "e1"}
+	inbound := virtualInbound()
+	var ih hcmv3.HttpConnectionManager
+	_ = inbound.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(&ih)
+	ih.GetRouteConfig().VirtualHosts[0].Routes[0].Match.Headers = []*routev3.HeaderMatcher{{Name: "x", HeaderMatchSpecifier: &routev3.HeaderMatcher_RangeMatch{}}}
+	inbound.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&ih)}
 	tests := []struct {
 		name string
 		res  proto.Message
 		want string // substring of the error
 	}{
+		{"named endpoint", namedEP, `ClusterLoadAssignment "outbound|80||x": endpoints[0].lb_endpoints[0]: endpoint_name (named endpoints) is not supported`},
+		{"inline route config", inbound, `Listener "virtualInbound": filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].match.headers[0]: header match *routev3.HeaderMatcher_RangeMatch is not supported`},
 		{"unknown http filter", badHCM("envoy.filters.http.lua"), `Listener "0.0.0.0_9080": filter_chains[0].filters[0].typed_config.http_filters[0]: HTTP filter "envoy.filters.http.lua" is not supported`},
 		{"listener filter", lf, `Listener "0.0.0.0_9080": listener_filters[0]: listener filter "envoy.filters.listener.proxy_protocol" is not supported`},
 		{"cluster type", strictDNS, `Cluster "dns": cluster_type: custom cluster type "envoy.clusters.aggregate" is not supported`},
@@ -392,7 +402,11 @@ func TestValidationErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Build(nil, tc.res)
+			res := []proto.Message{tc.res}
+			if _, ok := tc.res.(*endpointv3.ClusterLoadAssignment); ok {
+				res = append(res, edsCluster("outbound|80||x"))
+			}
+			_, err := Build(nil, res...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v\nwant substring %s", err, tc.want)
 			}
