@@ -244,6 +244,16 @@ func TestOutlierEjection(t *testing.T) {
 	if bad.Ejected() {
 		t.Fatal("second ejection did not end")
 	}
+	// Healthy for two intervals: the multiplier decays from 2 to 0, so the
+	// next ejection lasts base_ejection_time again.
+	clk.Advance(20 * time.Second)
+	for range 3 {
+		bad.ReportResult(500, nil)
+	}
+	clk.Advance(31 * time.Second)
+	if bad.Ejected() {
+		t.Fatal("ejection multiplier did not decay")
+	}
 }
 
 func TestPriorityFailover(t *testing.T) {

@@ -116,6 +116,9 @@ func (r *RouteTables) Get(name string) *RouteTable { return r.byName[name] }
 // Len is the number of route tables.
 func (r *RouteTables) Len() int { return len(r.byName) }
 
+// Names returns the route table names (allocates).
+func (r *RouteTables) Names() []string { return keys(r.byName) }
+
 // Clusters is an immutable set of clusters by name.
 type Clusters struct{ byName map[string]*Cluster }
 

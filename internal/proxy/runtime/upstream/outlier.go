@@ -64,6 +64,9 @@ type outlierState struct {
 	cgw          atomic.Uint32
 	ejections    atomic.Uint32
 	ejectedUntil atomic.Int64 // unix nanos; 0 = not ejected
+	// unejectedAt is when the last ejection ended (observed lazily); the
+	// ejection multiplier decays by one per healthy interval since then.
+	unejectedAt atomic.Int64
 }
 
 // outlierGroup is per endpoint set: config, clock and the ejected count used
@@ -81,6 +84,8 @@ type outlierGroup struct {
 // gateway errors over the threshold eject the host for base_ejection_time ×
 // number of ejections (capped by max_ejection_time), unless that would exceed
 // max_ejection_percent of the cluster (at least one host can always be ejected).
+// Like Envoy, the multiplier drops by one for every interval the host spent
+// un-ejected.
 func (e *Endpoint) ReportResult(status int, err error) {
 	st, g := e.od, e.group
 	if st == nil || g == nil || g.cfg == nil {
@@ -138,12 +143,22 @@ func (g *outlierGroup) eject(st *outlierState) {
 	if ej > 0 && g.total > 0 && uint32(int64(ej)*100/int64(g.total)) >= g.cfg.MaxEjectionPercent {
 		return
 	}
+	now := g.now()
+	if since := st.unejectedAt.Load(); since != 0 && g.cfg.Interval > 0 {
+		if decay := (now - since) / int64(g.cfg.Interval); decay > 0 {
+			if e := int64(st.ejections.Load()) - decay; e > 0 {
+				st.ejections.Store(uint32(e))
+			} else {
+				st.ejections.Store(0)
+			}
+		}
+	}
 	n := st.ejections.Add(1)
 	d := g.cfg.BaseEjectionTime * time.Duration(n)
 	if limit := max(g.cfg.MaxEjectionTime, g.cfg.BaseEjectionTime); d > limit {
 		d = limit
 	}
-	if st.ejectedUntil.CompareAndSwap(0, g.now()+int64(d)) {
+	if st.ejectedUntil.CompareAndSwap(0, now+int64(d)) {
 		g.ejected.Add(1)
 	}
 }
@@ -155,10 +170,15 @@ func (st *outlierState) available(g *outlierGroup) bool {
 	if u == 0 {
 		return true
 	}
-	if g == nil || g.now() < u {
+	if g == nil {
+		return false
+	}
+	now := g.now()
+	if now < u {
 		return false
 	}
 	if st.ejectedUntil.CompareAndSwap(u, 0) {
+		st.unejectedAt.Store(u) // the ejection ended at u, whenever we notice
 		g.ejected.Add(-1)
 	}
 	return true
