@@ -1,0 +1,462 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/internal/proxy/runtime/route"
+	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
+)
+
+// Filter names weft-proxy implements.
+const (
+	FilterRouter       = "envoy.filters.http.router"
+	FilterFault        = route.FilterFault
+	FilterCors         = route.FilterCors
+	FilterHCM          = "envoy.filters.network.http_connection_manager"
+	FilterTCPProxy     = "envoy.filters.network.tcp_proxy"
+	FilterTLSInspector = "envoy.filters.listener.tls_inspector"
+	FilterHTTPInspect  = "envoy.filters.listener.http_inspector"
+	FilterOriginalDst  = "envoy.filters.listener.original_dst"
+)
+
+// Listener is a compiled Listener. A listener whose config did not change
+// keeps its pointer (and Hash) across builds so the listener manager can keep
+// its socket.
+type Listener struct {
+	Name            string
+	Address         netip.AddrPort
+	BindToPort      bool
+	UseOriginalDst  bool
+	ListenerFilters []string
+	FilterChains    []*FilterChain
+	DefaultChain    *FilterChain
+	// Hash is a content hash of the Listener proto (deterministic marshal).
+	Hash uint64
+
+	src          *listenerv3.Listener
+	inlineRoutes bool
+}
+
+// ListenerChanged reports whether the listener manager must replace old with
+// new (nil means absent). Equal content hashes mean the socket can be kept.
+func ListenerChanged(old, new *Listener) bool {
+	if old == nil || new == nil {
+		return old != new
+	}
+	return old != new && old.Hash != new.Hash
+}
+
+// ChainMatch is a filter_chain_match.
+type ChainMatch struct {
+	DestinationPort      uint32 // 0: any
+	PrefixRanges         []netip.Prefix
+	ServerNames          []string
+	TransportProtocol    string
+	ApplicationProtocols []string
+}
+
+// FilterChain is one compiled filter chain; exactly one of HTTP and TCP is set.
+type FilterChain struct {
+	Name  string
+	Match ChainMatch
+	HTTP  *HTTPConnectionManager
+	TCP   *TCPProxy
+	// TLS is true when the chain terminates TLS (DownstreamTlsContext recorded
+	// only; enforcement comes with the identity work).
+	TLS bool
+}
+
+// HTTPConnectionManager is the compiled HCM of a filter chain.
+type HTTPConnectionManager struct {
+	StatPrefix string
+	// RouteConfigName is the RDS name; RouteTable is set instead for inline
+	// route configs.
+	RouteConfigName   string
+	RouteTable        *RouteTable
+	HTTPFilters       []string
+	UseRemoteAddress  bool
+	XFFTrustedHops    uint32
+	StreamIdleTimeout time.Duration
+	RequestTimeout    time.Duration
+	WebSockets        bool
+}
+
+// TCPProxy is the compiled tcp_proxy of a filter chain.
+type TCPProxy struct {
+	StatPrefix  string
+	Cluster     string
+	Weighted    []TCPWeightedCluster
+	TotalWeight uint32
+	IdleTimeout time.Duration
+}
+
+// TCPWeightedCluster is one weighted tcp_proxy cluster.
+type TCPWeightedCluster struct {
+	Name   string
+	Weight uint32
+}
+
+// PickCluster returns the cluster name for one connection (weighted by rnd).
+func (t *TCPProxy) PickCluster(rnd uint32) string {
+	if len(t.Weighted) == 0 || t.TotalWeight == 0 {
+		return t.Cluster
+	}
+	x := rnd % t.TotalWeight
+	for _, w := range t.Weighted {
+		if x < w.Weight {
+			return w.Name
+		}
+		x -= w.Weight
+	}
+	return t.Weighted[len(t.Weighted)-1].Name
+}
+
+// ConnInfo is what filter-chain matching looks at.
+type ConnInfo struct {
+	DstIP             netip.Addr
+	DstPort           uint16
+	ServerName        string // SNI
+	TransportProtocol string // "tls" or "raw_buffer"
+	ALPN              []string
+}
+
+// FilterChainFor selects the filter chain with Envoy's order of criteria
+// (destination port, destination IP, server name, transport protocol,
+// application protocols): at each step chains with the most specific match
+// win over chains that leave the criterion empty, chains that name a
+// different value drop out. Returns the default chain when nothing matches.
+func (l *Listener) FilterChainFor(ci ConnInfo) *FilterChain {
+	var buf [32]*FilterChain
+	cand := append(buf[:0], l.FilterChains...)
+	steps := [...]func(*ChainMatch) int{
+		func(m *ChainMatch) int {
+			if m.DestinationPort == 0 {
+				return 0
+			}
+			return b2i(m.DestinationPort == uint32(ci.DstPort), 1)
+		},
+		func(m *ChainMatch) int {
+			if len(m.PrefixRanges) == 0 {
+				return 0
+			}
+			best := -1
+			for _, p := range m.PrefixRanges {
+				if ci.DstIP.IsValid() && p.Contains(ci.DstIP.Unmap()) {
+					best = max(best, 1+p.Bits())
+				}
+			}
+			return best
+		},
+		func(m *ChainMatch) int {
+			if len(m.ServerNames) == 0 {
+				return 0
+			}
+			best := -1
+			for _, n := range m.ServerNames {
+				switch {
+				case n == ci.ServerName:
+					best = max(best, 1000)
+				case strings.HasPrefix(n, "*.") && strings.HasSuffix(ci.ServerName, n[1:]):
+					best = max(best, len(n))
+				}
+			}
+			return best
+		},
+		func(m *ChainMatch) int {
+			if m.TransportProtocol == "" {
+				return 0
+			}
+			return b2i(m.TransportProtocol == ci.TransportProtocol, 1)
+		},
+		func(m *ChainMatch) int {
+			if len(m.ApplicationProtocols) == 0 {
+				return 0
+			}
+			for _, a := range m.ApplicationProtocols {
+				for _, b := range ci.ALPN {
+					if a == b {
+						return 1
+					}
+				}
+			}
+			return -1
+		},
+	}
+	for _, score := range steps {
+		best := -1
+		for _, c := range cand {
+			best = max(best, score(&c.Match))
+		}
+		if best < 0 {
+			return l.DefaultChain
+		}
+		n := 0
+		for _, c := range cand {
+			if score(&c.Match) == best {
+				cand[n] = c
+				n++
+			}
+		}
+		cand = cand[:n]
+	}
+	if len(cand) == 0 {
+		return l.DefaultChain
+	}
+	return cand[0]
+}
+
+func b2i(ok bool, v int) int {
+	if ok {
+		return v
+	}
+	return -1
+}
+
+func buildListeners(prev, s *Snapshot, lds map[string]*listenerv3.Listener, clustersChanged bool) (*Listeners, []error) {
+	var errs []error
+	out := &Listeners{byName: make(map[string]*Listener, len(lds))}
+	same := len(lds) == prev.Listeners.Len()
+	for name, pb := range lds {
+		old := prev.Listeners.byName[name]
+		if old != nil && equalProto(old.src, pb) && !(old.inlineRoutes && clustersChanged) {
+			out.byName[name] = old
+			continue
+		}
+		same = false
+		l, err := buildListener(pb, s.Clusters)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out.byName[name] = l
+	}
+	if same && len(errs) == 0 {
+		return prev.Listeners, nil
+	}
+	return out, errs
+}
+
+func buildListener(pb *listenerv3.Listener, clusters *Clusters) (*Listener, error) {
+	name := pb.GetName()
+	e := func(field, format string, args ...any) error { return rerr("Listener", name, field, format, args...) }
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(pb)
+	if err != nil {
+		return nil, e("", "marshal: %v", err)
+	}
+	l := &Listener{Name: name, src: pb, Hash: upstream.Hash64(b), BindToPort: true}
+	if v := pb.GetBindToPort(); v != nil {
+		l.BindToPort = v.GetValue()
+	}
+	l.UseOriginalDst = pb.GetUseOriginalDst().GetValue()
+	sa := pb.GetAddress().GetSocketAddress()
+	if sa == nil {
+		if pb.GetAddress() != nil {
+			return nil, e("address", "only socket addresses are supported")
+		}
+	} else {
+		ip, err := netip.ParseAddr(sa.GetAddress())
+		if err != nil {
+			return nil, e("address.socket_address.address", "%q is not an IP address", sa.GetAddress())
+		}
+		if sa.GetProtocol() != corev3.SocketAddress_TCP {
+			return nil, e("address.socket_address.protocol", "only TCP listeners are supported")
+		}
+		l.Address = netip.AddrPortFrom(ip.Unmap(), uint16(sa.GetPortValue()))
+	}
+	if len(pb.GetAdditionalAddresses()) > 0 {
+		return nil, e("additional_addresses", "not supported")
+	}
+	if pb.GetApiListener() != nil {
+		return nil, e("api_listener", "API listeners are for proxyless clients; not supported")
+	}
+	for i, lf := range pb.GetListenerFilters() {
+		switch lf.GetName() {
+		case FilterTLSInspector, FilterHTTPInspect, FilterOriginalDst:
+			l.ListenerFilters = append(l.ListenerFilters, lf.GetName())
+		default:
+			return nil, e("listener_filters["+itoa(i)+"]", "listener filter %q is not supported", lf.GetName())
+		}
+	}
+	for i, fc := range pb.GetFilterChains() {
+		c, field, err := buildFilterChain(fc, clusters)
+		if err != nil {
+			return nil, e("filter_chains["+itoa(i)+"]"+field, "%v", err)
+		}
+		l.inlineRoutes = l.inlineRoutes || (c.HTTP != nil && c.HTTP.RouteTable != nil)
+		l.FilterChains = append(l.FilterChains, c)
+	}
+	if fc := pb.GetDefaultFilterChain(); fc != nil {
+		c, field, err := buildFilterChain(fc, clusters)
+		if err != nil {
+			return nil, e("default_filter_chain"+field, "%v", err)
+		}
+		l.inlineRoutes = l.inlineRoutes || (c.HTTP != nil && c.HTTP.RouteTable != nil)
+		l.DefaultChain = c
+	}
+	return l, nil
+}
+
+func buildFilterChain(pb *listenerv3.FilterChain, clusters *Clusters) (*FilterChain, string, error) {
+	c := &FilterChain{Name: pb.GetName()}
+	if m := pb.GetFilterChainMatch(); m != nil {
+		c.Match.DestinationPort = m.GetDestinationPort().GetValue()
+		for i, pr := range m.GetPrefixRanges() {
+			ip, err := netip.ParseAddr(pr.GetAddressPrefix())
+			if err != nil {
+				return nil, ".filter_chain_match.prefix_ranges[" + itoa(i) + "]", errf("bad address %q", pr.GetAddressPrefix())
+			}
+			bits := ip.BitLen()
+			if pr.GetPrefixLen() != nil {
+				bits = int(pr.GetPrefixLen().GetValue())
+			}
+			p, err := ip.Unmap().Prefix(bits)
+			if err != nil {
+				return nil, ".filter_chain_match.prefix_ranges[" + itoa(i) + "]", err
+			}
+			c.Match.PrefixRanges = append(c.Match.PrefixRanges, p)
+		}
+		c.Match.ServerNames = m.GetServerNames()
+		c.Match.TransportProtocol = m.GetTransportProtocol()
+		c.Match.ApplicationProtocols = m.GetApplicationProtocols()
+		switch {
+		case len(m.GetSourcePrefixRanges()) > 0:
+			return nil, ".filter_chain_match.source_prefix_ranges", errf("not supported")
+		case len(m.GetDirectSourcePrefixRanges()) > 0:
+			return nil, ".filter_chain_match.direct_source_prefix_ranges", errf("not supported")
+		case len(m.GetSourcePorts()) > 0:
+			return nil, ".filter_chain_match.source_ports", errf("not supported")
+		case m.GetSourceType() != listenerv3.FilterChainMatch_ANY:
+			return nil, ".filter_chain_match.source_type", errf("not supported")
+		}
+	}
+	if ts := pb.GetTransportSocket(); ts != nil {
+		switch ts.GetName() {
+		case "envoy.transport_sockets.tls", "tls":
+			c.TLS = true
+		case "envoy.transport_sockets.raw_buffer", "raw_buffer":
+		default:
+			return nil, ".transport_socket", errf("transport socket %q is not supported", ts.GetName())
+		}
+	}
+	fs := pb.GetFilters()
+	if len(fs) == 0 {
+		return nil, ".filters", errf("no network filters")
+	}
+	for i, f := range fs {
+		field := ".filters[" + itoa(i) + "]"
+		if i != len(fs)-1 {
+			return nil, field, errf("network filter %q is not supported (only a single terminal %s or %s)", f.GetName(), FilterHCM, FilterTCPProxy)
+		}
+		switch f.GetName() {
+		case FilterHCM:
+			var hcm hcmv3.HttpConnectionManager
+			if err := f.GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+				return nil, field + ".typed_config", errf("decode HttpConnectionManager: %v", err)
+			}
+			h, sub, err := buildHCM(&hcm, clusters)
+			if err != nil {
+				return nil, field + sub, err
+			}
+			c.HTTP = h
+		case FilterTCPProxy:
+			var tp tcpv3.TcpProxy
+			if err := f.GetTypedConfig().UnmarshalTo(&tp); err != nil {
+				return nil, field + ".typed_config", errf("decode TcpProxy: %v", err)
+			}
+			t := &TCPProxy{StatPrefix: tp.GetStatPrefix(), Cluster: tp.GetCluster()}
+			if v := tp.GetIdleTimeout(); v != nil {
+				t.IdleTimeout = v.AsDuration()
+			}
+			for _, w := range tp.GetWeightedClusters().GetClusters() {
+				t.Weighted = append(t.Weighted, TCPWeightedCluster{Name: w.GetName(), Weight: w.GetWeight()})
+				t.TotalWeight += w.GetWeight()
+			}
+			if t.Cluster == "" && t.TotalWeight == 0 {
+				return nil, field + ".typed_config.cluster_specifier", errf("no cluster")
+			}
+			if tp.GetTunnelingConfig() != nil {
+				return nil, field + ".typed_config.tunneling_config", errf("not supported")
+			}
+			c.TCP = t
+		default:
+			return nil, field, errf("network filter %q is not supported", f.GetName())
+		}
+	}
+	return c, "", nil
+}
+
+func buildHCM(pb *hcmv3.HttpConnectionManager, clusters *Clusters) (*HTTPConnectionManager, string, error) {
+	const tc = ".typed_config"
+	h := &HTTPConnectionManager{
+		StatPrefix:       pb.GetStatPrefix(),
+		UseRemoteAddress: pb.GetUseRemoteAddress().GetValue(),
+		XFFTrustedHops:   pb.GetXffNumTrustedHops(),
+	}
+	if v := pb.GetStreamIdleTimeout(); v != nil {
+		h.StreamIdleTimeout = v.AsDuration()
+	}
+	if v := pb.GetRequestTimeout(); v != nil {
+		h.RequestTimeout = v.AsDuration()
+	}
+	switch rs := pb.GetRouteSpecifier().(type) {
+	case *hcmv3.HttpConnectionManager_Rds:
+		h.RouteConfigName = rs.Rds.GetRouteConfigName()
+		if src := rs.Rds.GetConfigSource(); src != nil && src.GetAds() == nil && src.GetConfigSourceSpecifier() != nil {
+			return nil, tc + ".rds.config_source", errf("only ADS config sources are supported")
+		}
+	case *hcmv3.HttpConnectionManager_RouteConfig:
+		rt, err := route.NewTable(rs.RouteConfig, clusters.Get)
+		if err != nil {
+			var fe *route.FieldError
+			if errors.As(err, &fe) {
+				return nil, tc + ".route_config." + fe.Field, errors.New(fe.Msg)
+			}
+			return nil, tc + ".route_config", err
+		}
+		h.RouteTable = rt
+	default:
+		return nil, tc + ".route_specifier", errf("%T is not supported", rs)
+	}
+	for i, u := range pb.GetUpgradeConfigs() {
+		if u.GetUpgradeType() != "websocket" {
+			return nil, tc + ".upgrade_configs[" + itoa(i) + "]", errf("upgrade %q is not supported", u.GetUpgradeType())
+		}
+		h.WebSockets = true
+	}
+	fs := pb.GetHttpFilters()
+	for i, f := range fs {
+		field := tc + ".http_filters[" + itoa(i) + "]"
+		switch f.GetName() {
+		case FilterRouter:
+			if i != len(fs)-1 {
+				return nil, field, errf("%s must be the last HTTP filter", FilterRouter)
+			}
+		case FilterFault, FilterCors:
+		default:
+			if f.GetIsOptional() {
+				continue // Envoy skips unknown optional filters too
+			}
+			return nil, field, errf("HTTP filter %q is not supported", f.GetName())
+		}
+		h.HTTPFilters = append(h.HTTPFilters, f.GetName())
+	}
+	if len(fs) == 0 || fs[len(fs)-1].GetName() != FilterRouter {
+		return nil, tc + ".http_filters", errf("the last HTTP filter must be %s", FilterRouter)
+	}
+	return h, "", nil
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func errf(format string, args ...any) error { return fmt.Errorf(format, args...) }
