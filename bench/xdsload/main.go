@@ -51,7 +51,7 @@ type options struct {
 	namespaces, conns            int
 	distinctIPs                  bool
 	debounce, settle, timeout    time.Duration
-	verbose                      bool
+	verbose, synthetic           bool
 }
 
 func main() {
@@ -68,6 +68,7 @@ func main() {
 	flag.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "server debounce (in-process)")
 	flag.DurationVar(&o.settle, "settle", 500*time.Millisecond, "quiet time after which a phase is considered converged")
 	flag.DurationVar(&o.timeout, "timeout", 120*time.Second, "limit for each phase")
+	flag.BoolVar(&o.synthetic, "synthetic", false, "use a minimal synthetic generator instead of weftd's real translate.Generator (isolates serving cost)")
 	flag.BoolVar(&o.verbose, "v", false, "show the server's push log lines")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
@@ -110,9 +111,10 @@ func run(o options) error {
 		if o.verbose {
 			level = slog.LevelInfo
 		}
-		// TODO(translate): once translate.Generate exists, replace the next line with:
-		//	var gen xds.Generator = xds.GeneratorFunc(translate.Generate)
-		var gen xds.Generator = &xdstest.Generator{}
+		var gen xds.Generator = translate.Generator{}
+		if o.synthetic {
+			gen = &xdstest.Generator{}
+		}
 		reg = prometheus.NewRegistry()
 		srv = xds.New(xds.Config{Generator: gen, Debounce: o.debounce, Registerer: reg,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
