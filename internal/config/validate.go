@@ -52,7 +52,21 @@ func Validate(obj *Object) Diagnostics {
 		v.security(obj.Spec)
 	}
 	v.unimplemented(obj.Kind, obj.Spec)
+	if why, ok := notEnforcedKinds[obj.Kind]; ok {
+		v.warnf("", "%s is not implemented by Weft yet: objects are accepted and stored but not enforced (%s)", obj.Kind, why)
+	}
 	return v.diags
+}
+
+// notEnforcedKinds are kinds whose whole effect is still to come; each object
+// gets one warning so nobody believes a policy protects them when it does not.
+// Delete an entry the day its enforcement lands.
+var notEnforcedKinds = map[Kind]string{
+	KindPeerAuthentication:    "mTLS between proxies comes with the identity work",
+	KindAuthorizationPolicy:   "authorization is enforced by weft-proxy once the identity work lands",
+	KindRequestAuthentication: "JWT validation comes with the identity work",
+	KindGateway:               "gateway proxies get no configuration yet",
+	KindTelemetry:             "telemetry settings are not applied yet",
 }
 
 // validator accumulates diagnostics for one object.
