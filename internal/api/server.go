@@ -31,6 +31,9 @@ type ServerConfig struct {
 	Snapshot func() *config.Snapshot
 	// Proxies returns the xDS status of connected proxies, marshalled as JSON.
 	Proxies func() any
+	// Extra returns further diagnostics to list with the config's own
+	// (translation warnings: config some proxies cannot get).
+	Extra func() config.Diagnostics
 	// Token is the admin credential every request must present as "Authorization: Bearer <token>".
 	Token   string
 	Version Version
@@ -239,6 +242,9 @@ func (s *Server) handleDiagnostics(w http.ResponseWriter, r *http.Request) {
 	if snap != nil {
 		out.ConfigVersion = snap.Version
 		out.Diagnostics = append(out.Diagnostics, snap.Diagnostics...)
+	}
+	if s.cfg.Extra != nil {
+		out.Diagnostics = append(out.Diagnostics, s.cfg.Extra()...)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

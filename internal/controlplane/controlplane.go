@@ -26,7 +26,6 @@ import (
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/model"
-	"github.com/weftmesh/weft/internal/translate"
 	"github.com/weftmesh/weft/internal/xds"
 )
 
@@ -70,6 +69,7 @@ type Server struct {
 	listeners  []net.Listener
 	metrics    *metrics
 	started    chan struct{}
+	warnings   *warningGenerator
 }
 
 // New opens the store and prepares every component; Start serves.
@@ -109,8 +109,9 @@ func New(cfg Config) (*Server, error) {
 		sources = append(sources, config.NewDirSource(config.DirConfig{Dir: cfg.ConfigDir, Logger: cfg.Logger}))
 	}
 	s.agg = config.NewAggregator(config.AggregatorConfig{Sources: sources, Logger: cfg.Logger})
+	s.warnings = newWarningGenerator(cfg.Logger, s.registry)
 	s.xds = xds.New(xds.Config{
-		Generator:  translate.Generator{},
+		Generator:  s.warnings,
 		Debounce:   cfg.Debounce,
 		Logger:     cfg.Logger,
 		Registerer: s.registry,
@@ -201,7 +202,9 @@ func (s *Server) modelLoop(ctx context.Context) {
 				s.log.Error("model build failed; last good model keeps serving", "configVersion", snap.Version, "err", err)
 				continue
 			}
-			s.model.Store(m)
+			if prev := s.model.Swap(m); !xds.EndpointOnlyChange(prev, m) {
+				s.warnings.reset()
+			}
 			s.xds.Update(m)
 			s.ready.Store(true)
 			s.log.Info("config in effect", "configVersion", snap.Version, "objects", snap.Len(),

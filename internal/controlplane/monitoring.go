@@ -57,6 +57,7 @@ func (s *Server) registerMonitoring(mux *http.ServeMux) {
 		Store:    s.store,
 		Snapshot: s.agg.Current,
 		Proxies:  func() any { return s.xds.Status() },
+		Extra:    s.warnings.Warnings,
 		Token:    s.token,
 		Version:  api.Version{Version: Version, TrustDomain: s.cfg.Mesh.TrustDomain},
 		Logger:   s.cfg.Logger,

@@ -116,3 +116,43 @@ func TestMonitoringEndpoints(t *testing.T) {
 		t.Fatalf("config API without token: %d %s", code, body)
 	}
 }
+
+// TestTranslationWarningsVisible: config weftd cannot translate for a proxy
+// (here an HTTP/2 error abort) is reported by weftctl analyze, not
+// silently dropped.
+func TestTranslationWarningsVisible(t *testing.T) {
+	vs := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  http:
+  - fault: {abort: {http2Error: CANCEL, percentage: {value: 10}}}
+    route: [{destination: {host: reviews.default.svc.cluster.local}}]
+`
+	wd := testenv.StartWeftd(t, testenv.WeftdOptions{ConfigFiles: map[string]string{"reviews.yaml": reviewsSE, "vs.yaml": vs}})
+	// Warnings come from generation, which happens when a proxy connects.
+	conn, err := grpc.NewClient(wd.XDSAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &corev3.Node{Id: "sidecar~127.0.0.5~productpage-1.default~default.svc.cluster.local"}
+	if err := stream.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", ResourceNames: []string{"9080"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		_, out, errOut := weftctl(t, wd, "", "analyze")
+		if !strings.Contains(out, "http2Error") && !strings.Contains(out, "fault.abort") {
+			return fmt.Errorf("analyze does not show the untranslatable fault abort:\n%s%s", out, errOut)
+		}
+		return nil
+	})
+}
