@@ -9,13 +9,13 @@ import (
 	"strings"
 	"time"
 
-	pb "istio.io/api/security/v1alpha1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	pb "istio.io/api/security/v1alpha1"
 
 	"github.com/weftmesh/weft/internal/ca/spiffe"
 )
@@ -39,6 +39,7 @@ const (
 	reasonInvalidCSR      = "invalid_csr"
 	reasonInvalidTTL      = "invalid_ttl"
 	reasonSignError       = "sign_error"
+	reasonTLSClientCert   = "tls_client_cert"
 )
 
 // CreateCertificate authenticates the caller, checks the CSR asks for the
@@ -121,7 +122,7 @@ type audit struct {
 func (a audit) refuse(code codes.Code, reason string, err error) error {
 	m := a.ca.metrics
 	switch reason {
-	case reasonInvalidToken, reasonUnauthenticated, reasonDenied:
+	case reasonInvalidToken, reasonUnauthenticated, reasonDenied, reasonTLSClientCert:
 		m.authFail.Inc()
 	case reasonInvalidCSR, reasonInvalidTTL:
 		m.parseErr.Inc()
