@@ -43,6 +43,9 @@ type Grant struct {
 	ID spiffe.ID
 	// Method names the authenticator for logs and metrics ("token", "cert").
 	Method string
+	// CredentialID names the credential for audit logs (token ID,
+	// certificate serial), never the secret itself.
+	CredentialID string
 	// WorkloadGroup is set by bootstrap tokens bound to a WorkloadGroup.
 	WorkloadGroup string
 	// Commit, when non-nil, runs after every other check passed and before
@@ -96,7 +99,7 @@ func (a *CertAuthenticator) Authenticate(_ context.Context, c Caller) (*Grant, e
 	if err != nil {
 		return nil, err
 	}
-	return &Grant{ID: id, Method: "cert"}, nil
+	return &Grant{ID: id, Method: "cert", CredentialID: c.PeerCertificates[0].SerialNumber.Text(16)}, nil
 }
 
 // VerifyWorkloadCert checks chain (leaf first) against roots at now and

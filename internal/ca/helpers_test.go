@@ -184,7 +184,9 @@ func (e *env) token(spec ca.TokenSpec) string {
 	return tok
 }
 
-func id(ns, sa string) spiffe.ID { return spiffe.ID{TrustDomain: td, Namespace: ns, ServiceAccount: sa} }
+func id(ns, sa string) spiffe.ID {
+	return spiffe.ID{TrustDomain: td, Namespace: ns, ServiceAccount: sa}
+}
 
 func csrFor(t *testing.T, key crypto.Signer, i spiffe.ID) []byte {
 	t.Helper()

@@ -245,6 +245,7 @@ func TestRefusals(t *testing.T) {
 			if len(lines) != 1 {
 				t.Fatalf("want exactly one audit line, got %d: %q", len(lines), e.logs.String())
 			}
+			t.Log(lines[0])
 			for _, want := range []string{"component=ca", "reason=" + tc.reason, "remote=127.0.0.1:", "claimed_identity="} {
 				if !strings.Contains(lines[0], want) {
 					t.Errorf("audit line %q lacks %q", lines[0], want)

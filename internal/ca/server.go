@@ -68,7 +68,7 @@ func (s *service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 			return nil, a.refuse(codes.Internal, reasonUnauthenticated, err)
 		}
 	}
-	a.method, a.authID = grant.Method, grant.ID
+	a.method, a.authID, a.credID = grant.Method, grant.ID, grant.CredentialID
 	if csrErr != nil {
 		return nil, a.refuse(codes.InvalidArgument, reasonInvalidCSR, csrErr)
 	}
@@ -100,7 +100,7 @@ func (s *service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	}
 	c.metrics.success.Inc()
 	if c.log.Enabled(ctx, slog.LevelInfo) {
-		c.log.Info("certificate issued", "identity", grant.ID.String(), "auth", grant.Method, "remote", caller.RemoteAddr,
+		c.log.Info("certificate issued", "identity", grant.ID.String(), "auth", grant.Method, "credential_id", grant.CredentialID, "remote", caller.RemoteAddr,
 			"serial", chain[0].SerialNumber.Text(16), "not_after", chain[0].NotAfter.UTC().Format(time.RFC3339))
 	}
 	resp := &pb.IstioCertificateResponse{}
@@ -117,6 +117,7 @@ type audit struct {
 	claimed spiffe.ID
 	method  string
 	authID  spiffe.ID
+	credID  string
 }
 
 func (a audit) refuse(code codes.Code, reason string, err error) error {
@@ -132,7 +133,7 @@ func (a audit) refuse(code codes.Code, reason string, err error) error {
 	m.refusals.WithLabelValues(reason).Inc()
 	attrs := []any{"reason", reason, "code", code.String(), "remote", a.remote, "claimed_identity", idOrEmpty(a.claimed), "error", err.Error()}
 	if a.method != "" {
-		attrs = append(attrs, "auth", a.method, "authenticated_identity", a.authID.String())
+		attrs = append(attrs, "auth", a.method, "credential_id", a.credID, "authenticated_identity", a.authID.String())
 	}
 	a.ca.log.Warn("certificate request refused", attrs...)
 	if code == codes.Internal {

@@ -225,7 +225,7 @@ func (t *Tokens) Authenticate(_ context.Context, c Caller) (*Grant, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Grant{ID: claims.SPIFFEID(), Method: "token", WorkloadGroup: claims.WorkloadGroup}
+	g := &Grant{ID: claims.SPIFFEID(), Method: "token", CredentialID: claims.ID, WorkloadGroup: claims.WorkloadGroup}
 	if claims.SingleUse {
 		g.Commit = func() error { return t.consume(claims) }
 	}
