@@ -83,7 +83,7 @@ func (s *service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	case req.GetValidityDuration() == 0:
 		ttl = c.defTTL
 	case req.GetValidityDuration() > int64(c.maxTTL/time.Second):
-		return nil, a.refuse(codes.InvalidArgument, reasonInvalidTTL, fmt.Errorf("requested TTL %s is greater than the max allowed TTL %s", ttl, c.maxTTL))
+		return nil, a.refuse(codes.InvalidArgument, reasonInvalidTTL, fmt.Errorf("requested TTL %ds is greater than the max allowed TTL %s", req.GetValidityDuration(), c.maxTTL))
 	}
 	if grant.Commit != nil {
 		if err := grant.Commit(); err != nil {

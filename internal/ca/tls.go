@@ -121,11 +121,14 @@ func (c *CA) ServerTLSConfig(sc *ServingCert) *tls.Config {
 			remote = hello.Conn.RemoteAddr().String()
 		}
 		per := base.Clone()
-		per.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
+		// VerifyConnection, unlike VerifyPeerCertificate, also runs on
+		// resumed sessions, so a resumed ticket cannot smuggle in a
+		// certificate that has since expired or lost its root.
+		per.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
 				return nil
 			}
-			_, err := c.verifyRawChain(raw)
+			_, err := c.VerifyClientCert(cs.PeerCertificates)
 			if err != nil {
 				a := audit{ca: c, remote: remote}
 				_ = a.refuse(codes.Unauthenticated, reasonTLSClientCert, err) // logs and counts; the handshake fails with err
@@ -135,18 +138,6 @@ func (c *CA) ServerTLSConfig(sc *ServingCert) *tls.Config {
 		return per, nil
 	}
 	return cfg
-}
-
-func (c *CA) verifyRawChain(raw [][]byte) (spiffe.ID, error) {
-	chain := make([]*x509.Certificate, 0, len(raw))
-	for _, r := range raw {
-		cert, err := x509.ParseCertificate(r)
-		if err != nil {
-			return spiffe.ID{}, fmt.Errorf("%w: client certificate: %v", ErrNotAuthenticated, err)
-		}
-		chain = append(chain, cert)
-	}
-	return c.VerifyClientCert(chain)
 }
 
 // VerifyClientCert verifies a workload chain (leaf first) against the trust
