@@ -317,20 +317,15 @@ func TestSingleUseTokenConcurrent(t *testing.T) {
 // single-use token stays consumed.
 func TestRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "weft.db")
-	open := func() (*config.Store, *env) {
+	open := func() *config.Store {
 		st, err := config.OpenStore(config.StoreConfig{Path: path})
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := &env{t: t, kv: st}
-		return st, e
+		return st
 	}
-	start := func(kv ca.KV) *env {
-		e := newEnvKV(t, kv)
-		return e
-	}
-	st, _ := open()
-	e1 := start(st)
+	st := open()
+	e1 := newEnvKV(t, st)
 	single := e1.token(ca.TokenSpec{Namespace: "a", ServiceAccount: "b", SingleUse: true})
 	multi := e1.token(ca.TokenSpec{Namespace: "a", ServiceAccount: "b"})
 	e1.issue(id("a", "b"), single, 0)
@@ -338,9 +333,9 @@ func TestRestart(t *testing.T) {
 	e1.ca.Close()
 	st.Close()
 
-	st2, _ := open()
+	st2 := open()
 	defer st2.Close()
-	e2 := start(st2)
+	e2 := newEnvKV(t, st2)
 	if !e2.ca.TrustBundle()[0].Equal(root1) {
 		t.Fatal("root was regenerated on restart")
 	}
