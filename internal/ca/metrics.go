@@ -35,15 +35,35 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.csr, m.authFail, m.success, m.parseErr, m.signErr, m.refusals, m.rootExpiry} {
-		if err := reg.Register(c); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if errors.As(err, &already) {
-				continue // a second CA on the same registry shares the counters
-			}
+	// A second CA on the same registry (tests, a restarted component)
+	// shares the counters already registered.
+	reuse := func(c prometheus.Collector) (prometheus.Collector, error) {
+		err := reg.Register(c)
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) {
+			return already.ExistingCollector, nil
+		}
+		if err != nil {
 			return nil, fmt.Errorf("ca: register metrics: %w", err)
 		}
+		return c, nil
 	}
+	for _, p := range []*prometheus.Counter{&m.csr, &m.authFail, &m.success, &m.parseErr, &m.signErr} {
+		c, err := reuse(*p)
+		if err != nil {
+			return nil, err
+		}
+		*p = c.(prometheus.Counter)
+	}
+	c, err := reuse(m.refusals)
+	if err != nil {
+		return nil, err
+	}
+	m.refusals = c.(*prometheus.CounterVec)
+	if c, err = reuse(m.rootExpiry); err != nil {
+		return nil, err
+	}
+	m.rootExpiry = c.(prometheus.Gauge)
 	return m, nil
 }
 

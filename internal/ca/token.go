@@ -160,11 +160,11 @@ func (t *Tokens) Verify(token string) (TokenClaims, error) {
 	if !strings.HasPrefix(token, tokenPrefix) || !ok {
 		return TokenClaims{}, fmt.Errorf("%w: malformed", ErrInvalidToken)
 	}
-	mac, err := base64.RawURLEncoding.DecodeString(sig)
+	mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil || !hmac.Equal(mac, t.mac(tokenPrefix+signed)) {
 		return TokenClaims{}, fmt.Errorf("%w: bad signature", ErrInvalidToken)
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(signed)
+	payload, err := base64.RawURLEncoding.Strict().DecodeString(signed)
 	if err != nil {
 		return TokenClaims{}, fmt.Errorf("%w: malformed payload", ErrInvalidToken)
 	}
