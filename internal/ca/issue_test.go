@@ -3,6 +3,7 @@ package ca_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -385,5 +386,27 @@ func TestTokenHandler(t *testing.T) {
 	resp2.Body.Close()
 	if resp2.StatusCode != http.StatusBadRequest {
 		t.Errorf("empty namespace: status %d", resp2.StatusCode)
+	}
+}
+
+func TestAcceptedKeyTypes(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token(ca.TokenSpec{Namespace: "a", ServiceAccount: "b"})
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	rsa2048, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, k := range map[string]crypto.Signer{"P-384": p384, "RSA-2048": rsa2048} {
+		t.Run(name, func(t *testing.T) {
+			chain, err := caclient.Request(t.Context(), e.dial(nil), csrFor(t, k, id("a", "b")), 0, tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, isRSA := k.(*rsa.PrivateKey)
+			if got := chain[0].KeyUsage&x509.KeyUsageKeyEncipherment != 0; got != isRSA {
+				t.Errorf("keyEncipherment = %v for %s", got, name)
+			}
+		})
 	}
 }

@@ -50,10 +50,10 @@ func (s *service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	c.metrics.csr.Inc()
 	caller := callerFrom(ctx)
 
-	// Parse first only to name the claimed identity in audit lines; an
-	// unauthenticated caller still gets Unauthenticated, not CSR feedback.
-	csr, claimed, csrErr := ParseCSR([]byte(req.GetCsr()), c.td)
-	a := audit{ca: c, remote: caller.RemoteAddr, claimed: claimed}
+	// Peek at the requested identity only to name it in audit lines; the
+	// expensive checks (signature) wait until the caller is authenticated,
+	// and an unauthenticated caller gets Unauthenticated, not CSR feedback.
+	a := audit{ca: c, remote: caller.RemoteAddr, claimed: peekCSRID([]byte(req.GetCsr()))}
 
 	grant, err := authenticate(ctx, c.auths, caller)
 	if err != nil {
@@ -69,8 +69,9 @@ func (s *service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 		}
 	}
 	a.method, a.authID, a.credID = grant.Method, grant.ID, grant.CredentialID
-	if csrErr != nil {
-		return nil, a.refuse(codes.InvalidArgument, reasonInvalidCSR, csrErr)
+	csr, claimed, err := ParseCSR([]byte(req.GetCsr()), c.td)
+	if err != nil {
+		return nil, a.refuse(codes.InvalidArgument, reasonInvalidCSR, err)
 	}
 	if claimed != grant.ID {
 		return nil, a.refuse(codes.PermissionDenied, reasonDenied,
