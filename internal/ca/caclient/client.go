@@ -1,0 +1,95 @@
+// Package caclient is the workload side of Weft's CA: key and CSR
+// generation, the IstioCertificateService call, and a Rotator that keeps a
+// certificate fresh for live TLS configs. weft-proxy links it, so it must
+// not import the CA server, the store or anything Kubernetes.
+package caclient
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	pb "istio.io/api/security/v1alpha1"
+
+	"github.com/weftmesh/weft/internal/ca/spiffe"
+)
+
+// GenerateKey returns a fresh ECDSA P-256 key; it never leaves the workload.
+func GenerateKey() (*ecdsa.PrivateKey, error) {
+	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+}
+
+// BuildCSR returns a PEM CSR for id signed by key, with the SPIFFE ID as its
+// only URI SAN, the way istio-agent builds it.
+func BuildCSR(key crypto.Signer, id spiffe.ID) ([]byte, error) {
+	if err := id.Validate(); err != nil {
+		return nil, fmt.Errorf("caclient: csr: %w", err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id.URL()}}, key)
+	if err != nil {
+		return nil, fmt.Errorf("caclient: csr: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+// Request sends csrPEM to weftd's IstioCertificateService over conn and
+// returns the chain [leaf, intermediates..., root]. ttl 0 asks for the CA's
+// default. token, when set, goes out as "authorization: Bearer <token>";
+// without it the connection's client certificate must authenticate.
+func Request(ctx context.Context, conn grpc.ClientConnInterface, csrPEM []byte, ttl time.Duration, token string) ([]*x509.Certificate, error) {
+	if token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	resp, err := pb.NewIstioCertificateServiceClient(conn).CreateCertificate(ctx, &pb.IstioCertificateRequest{
+		Csr:              string(csrPEM),
+		ValidityDuration: int64(ttl / time.Second),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("caclient: create certificate: %w", err)
+	}
+	var chain []*x509.Certificate
+	for i, p := range resp.GetCertChain() {
+		certs, err := parseCerts([]byte(p))
+		if err != nil {
+			return nil, fmt.Errorf("caclient: response cert_chain[%d]: %w", i, err)
+		}
+		chain = append(chain, certs...)
+	}
+	if len(chain) == 0 {
+		return nil, errors.New("caclient: empty cert_chain in response")
+	}
+	return chain, nil
+}
+
+func parseCerts(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM certificate")
+	}
+	return out, nil
+}

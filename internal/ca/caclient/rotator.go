@@ -1,0 +1,264 @@
+package caclient
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/weftmesh/weft/internal/ca/spiffe"
+)
+
+// Clock is the time source of a Rotator; tests inject a fake one.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// RotatorConfig configures NewRotator.
+type RotatorConfig struct {
+	// ID is the identity to request.
+	ID spiffe.ID
+	// Target is weftd's secure address (host:15012), ServerName the name in
+	// its serving certificate, Roots the bootstrap trust for it (the mesh
+	// root-cert.pem). Roots from issued chains are added automatically.
+	Target     string
+	ServerName string
+	Roots      []*x509.Certificate
+	// Token authenticates requests while the Rotator holds no valid
+	// certificate (first issuance, or after expiry). Renewals authenticate
+	// with the current certificate instead.
+	Token string
+	// TTL is the requested validity (0 → the CA's default).
+	TTL time.Duration
+	// DialOptions are added to every connection (transport credentials are
+	// set by the Rotator).
+	DialOptions []grpc.DialOption
+	// OnRotate is called after each new certificate, e.g. to push it to SDS.
+	OnRotate func(cert *tls.Certificate, chain []*x509.Certificate)
+	Clock    Clock
+	Logger   *slog.Logger
+}
+
+// Rotator holds the workload's current certificate and renews it at half
+// its remaining lifetime. Its GetCertificate/GetClientCertificate callbacks
+// let live tls.Configs pick up the new certificate on the next handshake
+// while existing connections keep running.
+type Rotator struct {
+	cfg   RotatorConfig
+	clock Clock
+	log   *slog.Logger
+
+	mu      sync.RWMutex
+	cert    *tls.Certificate
+	chain   []*x509.Certificate
+	roots   []*x509.Certificate
+	renewAt time.Time
+}
+
+// NewRotator validates cfg; call Run (or Rotate) to get a certificate.
+func NewRotator(cfg RotatorConfig) (*Rotator, error) {
+	if err := cfg.ID.Validate(); err != nil {
+		return nil, fmt.Errorf("caclient: rotator: %w", err)
+	}
+	if cfg.Target == "" {
+		return nil, errors.New("caclient: rotator: Target is required")
+	}
+	if len(cfg.Roots) == 0 {
+		return nil, errors.New("caclient: rotator: Roots (the mesh trust bundle) are required to verify weftd")
+	}
+	r := &Rotator{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, roots: append([]*x509.Certificate(nil), cfg.Roots...)}
+	if r.clock == nil {
+		r.clock = realClock{}
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	r.log = r.log.With("component", "caclient", "identity", cfg.ID.String())
+	return r, nil
+}
+
+// Run obtains a certificate at once and renews it at half-life until ctx
+// ends. Failures are retried with backoff while the current certificate
+// lives. It returns ctx.Err().
+func (r *Rotator) Run(ctx context.Context) error {
+	backoff := time.Second
+	for {
+		if wait := r.untilRenew(); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-r.clock.After(wait):
+			}
+		}
+		if err := r.Rotate(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.log.Warn("certificate renewal failed; retrying", "error", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-r.clock.After(backoff):
+			}
+			backoff = min(backoff*2, time.Minute)
+			continue
+		}
+		backoff = time.Second
+	}
+}
+
+func (r *Rotator) untilRenew() time.Duration {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.cert == nil {
+		return 0
+	}
+	return r.renewAt.Sub(r.clock.Now())
+}
+
+// Rotate requests a new certificate now over a fresh connection, so the
+// server sees the current client certificate rather than the one a
+// long-lived connection was opened with.
+func (r *Rotator) Rotate(ctx context.Context) error {
+	key, err := GenerateKey()
+	if err != nil {
+		return err
+	}
+	csr, err := BuildCSR(key, r.cfg.ID)
+	if err != nil {
+		return err
+	}
+	token := ""
+	if r.validCert() == nil {
+		token = r.cfg.Token
+	}
+	tc := &tls.Config{
+		MinVersion:           tls.VersionTLS12,
+		RootCAs:              r.Roots(),
+		ServerName:           r.cfg.ServerName,
+		GetClientCertificate: r.GetClientCertificate,
+	}
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc))}, r.cfg.DialOptions...)
+	conn, err := grpc.NewClient(r.cfg.Target, opts...)
+	if err != nil {
+		return fmt.Errorf("caclient: dial %s: %w", r.cfg.Target, err)
+	}
+	defer conn.Close()
+	chain, err := Request(ctx, conn, csr, r.cfg.TTL, token)
+	if err != nil {
+		return err
+	}
+	leaf := chain[0]
+	if !key.PublicKey.Equal(leaf.PublicKey) {
+		return errors.New("caclient: issued certificate does not certify our key")
+	}
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != r.cfg.ID.String() {
+		return fmt.Errorf("caclient: issued certificate is not for %s", r.cfg.ID)
+	}
+	cert := &tls.Certificate{PrivateKey: key, Leaf: leaf}
+	for _, c := range chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	now := r.clock.Now()
+	r.mu.Lock()
+	r.cert, r.chain = cert, chain
+	r.renewAt = now.Add(leaf.NotAfter.Sub(now) / 2)
+	if root := chain[len(chain)-1]; !containsCert(r.roots, root) {
+		r.roots = append(r.roots, root)
+	}
+	renewAt := r.renewAt
+	r.mu.Unlock()
+	r.log.Info("certificate rotated", "serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "renew_at", renewAt.UTC().Format(time.RFC3339))
+	if r.cfg.OnRotate != nil {
+		r.cfg.OnRotate(cert, chain)
+	}
+	return nil
+}
+
+func containsCert(list []*x509.Certificate, c *x509.Certificate) bool {
+	for _, l := range list {
+		if l.Equal(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// validCert returns the current certificate if it is within its validity.
+func (r *Rotator) validCert() *tls.Certificate {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.cert == nil {
+		return nil
+	}
+	now := r.clock.Now()
+	if now.Before(r.cert.Leaf.NotBefore) || !now.Before(r.cert.Leaf.NotAfter) {
+		return nil
+	}
+	return r.cert
+}
+
+// Certificate returns the current certificate, or nil before the first.
+func (r *Rotator) Certificate() *tls.Certificate {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.cert
+}
+
+// Chain returns the current chain [leaf, intermediates..., root].
+func (r *Rotator) Chain() []*x509.Certificate {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.chain
+}
+
+// Roots returns the roots trusted for weftd and for peers: the configured
+// bundle plus roots seen in issued chains or set by SetRoots.
+func (r *Rotator) Roots() *x509.CertPool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	p := x509.NewCertPool()
+	for _, c := range r.roots {
+		p.AddCert(c)
+	}
+	return p
+}
+
+// SetRoots replaces the trust bundle, e.g. with one pushed over SDS during
+// a root rotation.
+func (r *Rotator) SetRoots(roots []*x509.Certificate) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.roots = append([]*x509.Certificate(nil), roots...)
+}
+
+// GetCertificate is a tls.Config.GetCertificate callback (inbound mTLS).
+func (r *Rotator) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if c := r.validCert(); c != nil {
+		return c, nil
+	}
+	return nil, errors.New("caclient: no valid workload certificate yet")
+}
+
+// GetClientCertificate is a tls.Config.GetClientCertificate callback. With
+// no valid certificate it sends none, so token-authenticated requests and
+// servers that only request a certificate still work.
+func (r *Rotator) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	if c := r.validCert(); c != nil {
+		return c, nil
+	}
+	return &tls.Certificate{}, nil
+}
