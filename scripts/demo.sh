@@ -52,7 +52,7 @@ bold "2. Validate the config offline"
 run "$BIN/weftctl" validate -f "$WORK/config"
 
 bold "3. Start weftd (embedded store in a temp data dir, config dir watched)"
-"$BIN/weftd" --config-dir "$WORK/config" --data-dir "$WORK/data" \
+"$BIN/weftd" --config-dir "$WORK/config" --data-dir "$WORK/data" --secure-addr "${DEMO_SECURE_ADDR:-127.0.0.1:15012}" \
 	--insecure-xds-addr "$XDS_ADDR" --monitoring-addr "$MON_ADDR" >"$WORK/weftd.log" 2>&1 & PIDS+=($!)
 for i in $(seq 1 100); do
 	if weftctl get all >/dev/null 2>&1; then break; fi

@@ -145,3 +145,31 @@ func (c *Client) Version(ctx context.Context) (*Version, error) {
 	var out Version
 	return &out, c.do(ctx, http.MethodGet, PathVersion, nil, nil, "", &out)
 }
+
+// Raw sends a JSON body to an admin endpoint and decodes the JSON answer.
+func (c *Client) Raw(ctx context.Context, method, path string, body io.Reader, out any) error {
+	return c.do(ctx, method, path, nil, body, "application/json", out)
+}
+
+// RawText calls an admin endpoint whose answer is text (PEM, messages).
+func (c *Client) RawText(ctx context.Context, method, path string, out io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("call weftd at %s: %w", c.Base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("weftd answered %s: %s", resp.Status, strings.TrimSpace(string(data)))
+	}
+	_, err = out.Write(data)
+	return err
+}

@@ -34,6 +34,9 @@ type ServerConfig struct {
 	// Extra returns further diagnostics to list with the config's own
 	// (translation warnings: config some proxies cannot get).
 	Extra func() config.Diagnostics
+	// Handlers are more admin endpoints (pattern -> handler), served behind
+	// the same admin-token check (the CA's token minting, root rotation).
+	Handlers map[string]http.Handler
 	// Token is the admin credential every request must present as "Authorization: Bearer <token>".
 	Token   string
 	Version Version
@@ -63,6 +66,9 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+PathDiagnostics, s.auth(s.handleDiagnostics))
 	mux.Handle("GET "+PathProxies, s.auth(s.handleProxies))
 	mux.Handle("GET "+PathVersion, s.auth(s.handleVersion))
+	for pattern, h := range s.cfg.Handlers {
+		mux.Handle(pattern, s.auth(h.ServeHTTP))
+	}
 }
 
 func (s *Server) auth(h http.HandlerFunc) http.Handler {

@@ -17,6 +17,10 @@ const (
 	PathDiagnostics = "/api/v1/diagnostics"
 	PathProxies     = "/api/v1/proxies"
 	PathVersion     = "/api/v1/version"
+	PathTokens      = "/api/v1/tokens"
+	PathCABundle    = "/api/v1/ca/bundle"
+	PathCARotate    = "/api/v1/ca/rotate"
+	PathCARetire    = "/api/v1/ca/retire"
 )
 
 // Object is one config object as the API returns it.

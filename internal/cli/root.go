@@ -65,6 +65,8 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		newProxyStatusCmd(g),
 		newAnalyzeCmd(g),
 		newVersionCmd(g),
+		newTokenCmd(g),
+		newCACmd(g),
 	)
 	err := root.Execute()
 	if err == nil {

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/weftmesh/weft/internal/api"
+	"github.com/weftmesh/weft/internal/ca"
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/xds"
@@ -42,6 +43,13 @@ type Config struct {
 	InsecureXDSAddr string
 	// MonitoringAddr serves /metrics, /ready, /debug/* and the config API.
 	MonitoringAddr string
+	// SecureAddr serves the CA and xDS over TLS (Istio's 15012); empty disables it.
+	SecureAddr string
+	// CACertsDir holds a plugged-in CA in Istio's cacerts layout (default <data-dir>/cacerts);
+	// without it weftd generates a self-signed root kept in the store.
+	CACertsDir string
+	// CertTTL is the default workload certificate lifetime; MaxCertTTL the longest a client may ask for.
+	CertTTL, MaxCertTTL time.Duration
 	// Debounce is the xDS push debounce window.
 	Debounce time.Duration
 	Mesh     model.MeshConfig
@@ -63,6 +71,10 @@ type Server struct {
 	// Bound addresses, known after Start.
 	XDSAddr        net.Addr
 	MonitoringAddr net.Addr
+	SecureAddr     net.Addr
+
+	ca           *ca.CA
+	secureServer *grpc.Server
 
 	grpcServer *grpc.Server
 	httpServer *http.Server
@@ -108,6 +120,10 @@ func New(cfg Config) (*Server, error) {
 		}
 		sources = append(sources, config.NewDirSource(config.DirConfig{Dir: cfg.ConfigDir, Logger: cfg.Logger}))
 	}
+	if s.ca, err = s.newCA(); err != nil {
+		s.store.Close()
+		return nil, err
+	}
 	s.agg = config.NewAggregator(config.AggregatorConfig{Sources: sources, Logger: cfg.Logger})
 	s.warnings = newWarningGenerator(cfg.Logger, s.registry)
 	s.xds = xds.New(xds.Config{
@@ -152,17 +168,18 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("weftd: xDS listener %s: %w", s.cfg.InsecureXDSAddr, err)
 		}
 		s.XDSAddr = xln.Addr()
-		s.grpcServer = grpc.NewServer(
-			grpc.MaxConcurrentStreams(100000),
-			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		)
+		s.grpcServer = grpc.NewServer(grpcServerOptions()...)
 		s.xds.Register(s.grpcServer)
 		go func() { errc <- s.grpcServer.Serve(xln) }()
 		s.log.Warn("serving plaintext xDS: for development and tests only", "addr", s.XDSAddr.String())
 	}
 
 	close(s.started)
+	if s.cfg.SecureAddr != "" {
+		if err := s.startSecure(errc); err != nil {
+			return err
+		}
+	}
 	go func() { errc <- ignoreCanceled(s.agg.Run(ctx)) }()
 	go func() { errc <- ignoreCanceled(s.xds.Run(ctx)) }()
 	go s.modelLoop(ctx)
@@ -215,20 +232,18 @@ func (s *Server) modelLoop(ctx context.Context) {
 }
 
 func (s *Server) shutdown() {
+	if s.secureServer != nil {
+		stopGRPC(s.secureServer)
+	}
 	if s.grpcServer != nil {
-		stopped := make(chan struct{})
-		go func() { s.grpcServer.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(3 * time.Second):
-			s.grpcServer.Stop()
-		}
+		stopGRPC(s.grpcServer)
 	}
 	if s.httpServer != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		_ = s.httpServer.Shutdown(ctx)
 		cancel()
 	}
+	s.ca.Close()
 	if err := s.store.Close(); err != nil {
 		s.log.Error("close store", "err", err)
 	}
@@ -243,6 +258,29 @@ func (s *Server) Store() *config.Store { return s.store }
 
 // XDS returns the xDS server.
 func (s *Server) XDS() *xds.Server { return s.xds }
+
+// CA returns the certificate authority.
+func (s *Server) CA() *ca.CA { return s.ca }
+
+func grpcServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(100000),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+}
+
+// stopGRPC lets streams end for a moment, then closes them (xDS streams
+// never end by themselves; proxies reconnect to the next weftd).
+func stopGRPC(g *grpc.Server) {
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(3 * time.Second):
+		g.Stop()
+	}
+}
 
 func loadOrCreateToken(path string) (string, error) {
 	b, err := os.ReadFile(path)

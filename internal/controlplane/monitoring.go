@@ -58,6 +58,7 @@ func (s *Server) registerMonitoring(mux *http.ServeMux) {
 		Snapshot: s.agg.Current,
 		Proxies:  func() any { return s.xds.Status() },
 		Extra:    s.warnings.Warnings,
+		Handlers: s.caHandlers(),
 		Token:    s.token,
 		Version:  api.Version{Version: Version, TrustDomain: s.cfg.Mesh.TrustDomain},
 		Logger:   s.cfg.Logger,

@@ -61,6 +61,7 @@ func StartWeftd(t testing.TB, opts WeftdOptions) *Weftd {
 		ConfigDir:       cfgDir,
 		DataDir:         dataDir,
 		InsecureXDSAddr: "127.0.0.1:0",
+		SecureAddr:      "127.0.0.1:0",
 		MonitoringAddr:  "127.0.0.1:0",
 		Debounce:        debounce,
 		Logger:          slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),

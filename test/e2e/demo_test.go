@@ -43,7 +43,7 @@ func TestDemo(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "bash", "scripts/demo.sh")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "DEMO_DURATION=3s", "DEMO_BIN="+bin,
-		"DEMO_XDS_ADDR="+freeAddr(t), "DEMO_MON_ADDR="+freeAddr(t))
+		"DEMO_XDS_ADDR="+freeAddr(t), "DEMO_MON_ADDR="+freeAddr(t), "DEMO_SECURE_ADDR="+freeAddr(t))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
