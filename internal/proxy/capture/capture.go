@@ -310,7 +310,8 @@ func (r *Rules) Describe() string {
 	return b.String()
 }
 
-// Install validates cfg and writes the rules. It replaces any rules a
+// Install validates cfg and writes the rules. Concurrent Installs of the
+// same ChainPrefix are not coordinated; weft-proxy runs one at start-up. It replaces any rules a
 // previous Install (or crashed run) left under the same ChainPrefix, so
 // calling it twice never duplicates jumps. Each family is written in one
 // atomic transaction; if anything fails, every chain and jump of this
@@ -354,12 +355,19 @@ type family struct {
 // not an error.
 func (r *Rules) Remove(ctx context.Context) error {
 	ch := chainsFor(r.cfg.ChainPrefix)
+	b := r.backend
+	if b == BackendAuto { // a Plan that was never installed
+		var err error
+		if b, err = detectBackend(ctx); err != nil {
+			return fmt.Errorf("capture: remove: %w", err)
+		}
+	}
 	var errs []error
 	for _, v6 := range []bool{false, true} {
 		if v6 && !r.cfg.IPv6 {
 			continue
 		}
-		t, err := toolFor(r.backend, v6)
+		t, err := toolFor(b, v6)
 		if err == nil {
 			err = t.remove(ctx, ch)
 		}

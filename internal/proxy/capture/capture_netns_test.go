@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const proxyUID = 1337
@@ -122,7 +123,11 @@ func TestCaptureNetns(t *testing.T) {
 		run := func(t *testing.T, checks []check) {
 			t.Helper()
 			for _, c := range checks {
+				start := time.Now()
 				got, err := c.got()
+				if d := time.Since(start); d > time.Second {
+					t.Logf("%s took %v", c.name, d)
+				}
 				if err != nil {
 					t.Errorf("%s: %v", c.name, err)
 				} else if got != c.want {
@@ -176,6 +181,32 @@ func TestCaptureNetns(t *testing.T) {
 				{"inbound no longer redirected", fromPeer(ap(tp.appIP, 9080)), fmt.Sprintf("app=%s", ap(tp.appIP, 9080))},
 			})
 			tp.app.must(func() error { return rules.Remove(ctx) }) // again: no-op
+		})
+
+		t.Run("include CIDRs and inbound port list", func(t *testing.T) {
+			cfg2 := Config{
+				ProxyUID: proxyUID, Backend: b,
+				InboundPorts:         []uint16{9080},
+				IncludeOutboundCIDRs: []netip.Prefix{netip.PrefixFrom(tp.peerIP, 30).Masked()},
+			}
+			var r2 *Rules
+			tp.app.must(func() (err error) { r2, err = Install(ctx, cfg2); return err })
+			checks := []check{
+				{"included CIDR is redirected", fromApp(ap(tp.peerIP, 8080)), fmt.Sprintf("orig=%s via=15001", ap(tp.peerIP, 8080))},
+				{"destination outside the included CIDRs is not", fromApp(ap(tp.otherIP, 8080)), fmt.Sprintf("server=%s", ap(tp.otherIP, 8080))},
+				{"listed inbound port is redirected", fromPeer(ap(tp.appIP, 9080)), fmt.Sprintf("orig=%s via=15006", ap(tp.appIP, 9080))},
+				{"unlisted inbound port is not", fromPeer(ap(tp.appIP, 15021)), fmt.Sprintf("app=%s", ap(tp.appIP, 15021))},
+			}
+			if !tp.dnsIP.IsLoopback() {
+				checks = append(checks, check{"DNS is not redirected without RedirectDNS", func() (string, error) {
+					var a netip.Addr
+					err := tp.app.do(func() (err error) { a, err = queryA(dns); return err })
+					return a.String(), err
+				}, realDNSAnswer.String()})
+			}
+			run(t, checks)
+			tp.app.must(func() error { return r2.Remove(ctx) })
+			assertClean(t)
 		})
 
 		t.Run("cleanup after crash", func(t *testing.T) {

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"flag"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -189,5 +190,14 @@ COMMIT
 	}
 	if p := strings.Join(nt.present(ch), ","); p != "WEFT_OUTPUT,WEFT_REDIRECT" {
 		t.Errorf("present = %s", p)
+	}
+}
+
+func TestOriginalDstNeedsSocket(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if _, err := OriginalDst(a); err == nil {
+		t.Fatal("OriginalDst on net.Pipe succeeded")
 	}
 }
