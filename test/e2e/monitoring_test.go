@@ -46,23 +46,8 @@ func TestMonitoringEndpoints(t *testing.T) {
 	}
 
 	// One real ADS stream, so the per-proxy metrics have something to count.
-	conn, err := grpc.NewClient(wd.XDSAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := &corev3.Node{Id: "sidecar~127.0.0.5~productpage-1.default~default.svc.cluster.local"}
-	if err := stream.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: "type.googleapis.com/envoy.config.cluster.v3.Cluster"}); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		t.Fatalf("ADS: %v", err)
-	}
+	stream, node := openADS(t, wd.XDSAddr.String())
+	resp := adsRequest(t, stream, &discovery.DiscoveryRequest{Node: node, TypeUrl: "type.googleapis.com/envoy.config.cluster.v3.Cluster"})
 	if len(resp.GetResources()) == 0 {
 		t.Fatalf("ADS: no clusters for a sidecar")
 	}
@@ -132,22 +117,8 @@ spec:
 `
 	wd := testenv.StartWeftd(t, testenv.WeftdOptions{ConfigFiles: map[string]string{"reviews.yaml": reviewsSE, "vs.yaml": vs}})
 	// Warnings come from generation, which happens when a proxy connects.
-	conn, err := grpc.NewClient(wd.XDSAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := &corev3.Node{Id: "sidecar~127.0.0.5~productpage-1.default~default.svc.cluster.local"}
-	if err := stream.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", ResourceNames: []string{"9080"}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); err != nil {
-		t.Fatal(err)
-	}
+	stream, node := openADS(t, wd.XDSAddr.String())
+	adsRequest(t, stream, &discovery.DiscoveryRequest{Node: node, TypeUrl: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", ResourceNames: []string{"9080"}})
 	testenv.Eventually(t, 5*time.Second, func() error {
 		_, out, errOut := weftctl(t, wd, "", "analyze")
 		if !strings.Contains(out, "http2Error") && !strings.Contains(out, "fault.abort") {
@@ -155,4 +126,33 @@ spec:
 		}
 		return nil
 	})
+}
+
+// openADS opens a state-of-the-world ADS stream to a plaintext xDS address
+// as a sidecar in namespace default; it is closed when the test ends.
+func openADS(t *testing.T, addr string) (discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient, *corev3.Node) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream, &corev3.Node{Id: "sidecar~127.0.0.5~productpage-1.default~default.svc.cluster.local"}
+}
+
+// adsRequest sends req and returns the next response.
+func adsRequest(t *testing.T, stream discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient, req *discovery.DiscoveryRequest) *discovery.DiscoveryResponse {
+	t.Helper()
+	if err := stream.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatalf("ADS: %v", err)
+	}
+	return resp
 }
