@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -39,6 +40,27 @@ const DefaultConnectTimeout = 10 * time.Second
 // services whose effective policy sets no tls. The DestinationRule policy
 // for each cluster is MergeTrafficPolicy's result.
 func Clusters(in Input) (map[string]proto.Message, []string) {
+	out, warnings := outboundClusters(in)
+	maps.Copy(out, InboundClusters(in))
+	return out, warnings
+}
+
+// InboundClusters returns the clusters that depend on which workload the
+// proxy is: a sidecar's inbound clusters (see InboundPorts), nothing for
+// other proxy types. Clusters is the union of these and the outbound and
+// fixed clusters, which never read in.Proxy.IPs or in.Proxy.Workload.
+func InboundClusters(in Input) map[string]proto.Message {
+	out := map[string]proto.Message{}
+	if in.Proxy.Type == model.ProxySidecar {
+		for _, ip := range InboundPorts(in) {
+			out[ip.ClusterName] = buildInboundCluster(ip)
+		}
+	}
+	return out
+}
+
+// outboundClusters is Clusters without InboundClusters.
+func outboundClusters(in Input) (map[string]proto.Message, []string) {
 	w := &cdsWarnings{}
 	out := map[string]proto.Message{}
 	for _, spec := range outboundSpecs(in, w) {
@@ -48,11 +70,6 @@ func Clusters(in Input) (map[string]proto.Message, []string) {
 	}
 	if in.Proxy.Type == model.ProxyGRPC {
 		return out, w.list
-	}
-	if in.Proxy.Type == model.ProxySidecar {
-		for _, ip := range InboundPorts(in) {
-			out[ip.ClusterName] = buildInboundCluster(ip)
-		}
 	}
 	for _, c := range fixedClusters(in.Proxy.Type) {
 		out[c.Name] = c
