@@ -28,6 +28,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -104,9 +105,11 @@ type Server struct {
 	// proxy never misses a push nor keeps a snapshot after it left. Stream
 	// goroutines take it only on their first request and on close, never
 	// for ACKs.
-	pushMu  sync.Mutex
-	pushed  *model.Snapshot        // model of the last push; guarded by pushMu
-	classes map[string]*classEntry // generation cache for pushed; guarded by pushMu
+	pushMu sync.Mutex
+	pushed *model.Snapshot // model of the last push; guarded by pushMu
+	gen    *generation     // generated output for pushed; guarded by pushMu
+
+	split SplitGenerator // cfg.Generator if it implements SplitGenerator
 
 	mu           sync.Mutex // guards the fields below; held briefly, never across generation
 	latest       *model.Snapshot
@@ -128,7 +131,8 @@ type streamKey struct {
 type nodeState struct {
 	id          string
 	proxy       *model.Proxy
-	class       string
+	class       string // ClassKey
+	outKey      string // OutboundClassKey for a SplitGenerator, else class
 	streams     int
 	kind        string
 	connectedAt time.Time
@@ -177,10 +181,11 @@ func New(cfg Config) *Server {
 		log:     cfg.Logger.With("component", "xds"),
 		clock:   cfg.Clock,
 		kick:    make(chan struct{}, 1),
-		classes: map[string]*classEntry{},
+		gen:     newGeneration(),
 		nodes:   map[string]*nodeState{},
 		streams: map[streamKey]string{},
 	}
+	s.split, _ = cfg.Generator.(SplitGenerator)
 	m, err := newMetrics(reg)
 	if err != nil {
 		s.log.Warn("registering metrics", "error", err)
@@ -277,6 +282,12 @@ func (s *Server) Run(ctx context.Context) error {
 // push regenerates every connected proxy class for the latest model and
 // hands changed snapshots to the cache, which sends only types whose
 // version changed (SotW) or resources whose hash changed (delta).
+//
+// Generation runs in phases, each part in parallel (bounded by
+// GOMAXPROCS): outbound (or whole-class) parts per outbound key, then, for
+// a SplitGenerator, inbound parts per class; then parts are joined into
+// entries by content, and entries whose versions did not change keep their
+// previous snapshot, so their proxies are not touched.
 func (s *Server) push() {
 	s.mu.Lock()
 	m, first := s.latest, s.firstPending
@@ -289,52 +300,92 @@ func (s *Server) push() {
 	s.pushMu.Lock()
 	defer s.pushMu.Unlock()
 	start := s.clock.Now()
-	prev := s.pushed
-	endpointOnly := endpointOnlyChange(prev, m)
+	endpointOnly := endpointOnlyChange(s.pushed, m)
+	prev := s.gen
 
 	s.mu.Lock()
 	nodes := slices.Collect(maps.Values(s.nodes))
 	s.mu.Unlock()
 
-	classes := make(map[string]*classEntry, len(s.classes))
-	changed := map[string]bool{}
-	failed := 0
+	// Distinct keys, each with a node to stand for it.
+	outNodes, classNodes := map[string]*nodeState{}, map[string]*nodeState{}
 	for _, n := range nodes {
-		if _, done := classes[n.class]; done {
-			continue
+		if outNodes[n.outKey] == nil {
+			outNodes[n.outKey] = n
 		}
-		old := s.classes[n.class]
-		var e *classEntry
+		if classNodes[n.class] == nil {
+			classNodes[n.class] = n
+		}
+	}
+	next := newGeneration()
+	var failed atomic.Int64
+	fail := func(n *nodeState, err error) {
+		failed.Add(1)
+		s.log.Error("generation failed; proxies keep their previous config", "proxy", n.id, "error", err)
+	}
+
+	outKeys := slices.Collect(maps.Keys(outNodes))
+	outParts := make([]*part, len(outKeys))
+	parallel(len(outKeys), func(i int) {
+		k, n := outKeys[i], outNodes[outKeys[i]]
+		old := prev.outer[k]
+		var p *part
 		var err error
-		if endpointOnly && old != nil && ownEndpoints(m, old.proxy) == old.own {
-			e, err = generateEndpoints(s.cfg.Generator, m, old)
-		} else {
-			e, err = generateFull(s.cfg.Generator, m, n.class, classProxy(n.proxy, s.cfg.ClassMetadata))
+		switch {
+		case endpointOnly && old != nil && (s.split != nil || ownEndpoints(m, old.proxy) == old.own):
+			p, err = generateEndpoints(s.cfg.Generator, m, old)
+		case s.split != nil:
+			p, err = generateOutbound(s.split, m, outboundProxy(n.proxy, s.cfg.ClassMetadata))
+		default:
+			p, err = generateWhole(s.cfg.Generator, m, classProxy(n.proxy, s.cfg.ClassMetadata))
 		}
 		if err != nil {
-			// Keep serving the last good config for this class.
-			failed++
-			s.log.Error("generation failed; proxies keep their previous config", "proxy", n.id, "error", err)
-			if old != nil {
-				classes[n.class] = old
+			fail(n, err)
+			p = old // keep serving the last good config, if any
+		}
+		outParts[i] = p
+	})
+	for i, k := range outKeys {
+		if outParts[i] != nil {
+			next.outer[k] = outParts[i]
+		}
+	}
+	if s.split != nil {
+		classKeys := slices.Collect(maps.Keys(classNodes))
+		inParts := make([]*part, len(classKeys))
+		parallel(len(classKeys), func(i int) {
+			k, n := classKeys[i], classNodes[classKeys[i]]
+			p, err := generateInbound(s.split, m, classProxy(n.proxy, s.cfg.ClassMetadata))
+			if err != nil {
+				fail(n, err)
+				p = prev.inner[k]
 			}
+			inParts[i] = p
+		})
+		for i, k := range classKeys {
+			if inParts[i] != nil {
+				next.inner[k] = inParts[i]
+			}
+		}
+	}
+
+	changed := map[string]bool{}
+	for k, n := range classNodes {
+		e := next.entry(k, n.outKey, prev)
+		if e == nil {
 			continue
 		}
-		same := old != nil
-		for t, ts := range e.sets {
-			if old == nil || old.sets[t].version != ts.version {
-				changed[shortType(t)] = true
-				same = false
+		if old := prev.classes[k]; old != e {
+			for t, ts := range e.sets {
+				if old == nil || old.sets[t].version != ts.version {
+					changed[shortType(t)] = true
+				}
 			}
 		}
-		if same {
-			e.snap = old.snap
-		}
-		classes[n.class] = e
 	}
 	updated := 0
 	for _, n := range nodes {
-		e := classes[n.class]
+		e := next.classes[n.class]
 		if e == nil || n.snap == e.snap {
 			continue
 		}
@@ -345,7 +396,7 @@ func (s *Server) push() {
 		n.snap = e.snap
 		updated++
 	}
-	s.classes, s.pushed = classes, m
+	s.gen, s.pushed = next, m
 
 	end := s.clock.Now()
 	dur := end.Sub(start)
@@ -354,8 +405,45 @@ func (s *Server) push() {
 	if !first.IsZero() {
 		s.metrics.convergence.Observe(end.Sub(first).Seconds())
 	}
-	s.log.Info("push", "version", m.Version, "proxies", len(nodes), "updated", updated, "classes", len(classes),
-		"endpointOnly", endpointOnly, "changed", slices.Sorted(maps.Keys(changed)), "failed", failed, "duration", dur)
+	s.log.Info("push", "version", m.Version, "proxies", len(nodes), "updated", updated, "classes", len(classNodes),
+		"outboundClasses", len(outKeys), "snapshots", len(next.entries), "endpointOnly", endpointOnly,
+		"changed", slices.Sorted(maps.Keys(changed)), "failed", failed.Load(), "duration", dur)
+}
+
+// generation is the generated output for one pushed model; guarded by pushMu.
+type generation struct {
+	outer   map[string]*part       // outbound (or whole-class) key -> part
+	inner   map[string]*part       // class key -> inbound part (SplitGenerator only)
+	entries map[string]*classEntry // classEntry.key -> entry
+	classes map[string]*classEntry // class key -> entry
+}
+
+func newGeneration() *generation {
+	return &generation{outer: map[string]*part{}, inner: map[string]*part{},
+		entries: map[string]*classEntry{}, classes: map[string]*classEntry{}}
+}
+
+// entry joins the parts of a class into its entry, sharing entries by
+// content within g and reusing prev's entry (and snapshot) when nothing
+// changed. It returns nil if the class has no outbound part.
+func (g *generation) entry(class, outKey string, prev *generation) *classEntry {
+	out := g.outer[outKey]
+	if out == nil {
+		return nil
+	}
+	e := newClassEntry(outKey, out, g.inner[class])
+	if have := g.entries[e.key]; have != nil {
+		e = have
+	} else {
+		if old := prev.entries[e.key]; old != nil && e.sameVersions(old) {
+			e = old
+		} else {
+			e.buildSnapshot()
+		}
+		g.entries[e.key] = e
+	}
+	g.classes[class] = e
+	return e
 }
 
 // join registers the stream's node on its first request and, if a model
@@ -382,6 +470,10 @@ func (s *Server) join(key streamKey, node *corev3.Node) (string, error) {
 	if n == nil {
 		n = &nodeState{id: proxy.ID, proxy: proxy, class: ClassKey(proxy, s.cfg.ClassMetadata),
 			connectedAt: s.clock.Now(), types: map[string]*typeState{}}
+		n.outKey = n.class
+		if s.split != nil {
+			n.outKey = OutboundClassKey(proxy, s.cfg.ClassMetadata)
+		}
 		s.nodes[proxy.ID] = n
 		s.metrics.connected.WithLabelValues(proxy.Type.String()).Inc()
 	}
@@ -393,14 +485,12 @@ func (s *Server) join(key streamKey, node *corev3.Node) (string, error) {
 	if n.snap != nil || s.pushed == nil {
 		return n.id, nil // already served, or nothing to serve until the first push
 	}
-	e := s.classes[n.class]
+	e := s.gen.classes[n.class]
 	if e == nil {
-		e, err = generateFull(s.cfg.Generator, s.pushed, n.class, classProxy(n.proxy, s.cfg.ClassMetadata))
-		if err != nil {
+		if e, err = s.generateClass(n); err != nil {
 			s.log.Error("generation failed for new proxy", "proxy", n.id, "error", err)
 			return n.id, nil
 		}
-		s.classes[n.class] = e
 	}
 	if err := s.cacheFor(n.proxy).SetSnapshot(s.ctx, n.id, e.snap); err != nil {
 		s.log.Error("set snapshot", "proxy", n.id, "error", err)
@@ -408,6 +498,34 @@ func (s *Server) join(key streamKey, node *corev3.Node) (string, error) {
 	}
 	n.snap = e.snap
 	return n.id, nil
+}
+
+// generateClass generates the missing parts of a joining node's class for
+// the pushed model, reusing parts other classes already have; pushMu must
+// be held.
+func (s *Server) generateClass(n *nodeState) (*classEntry, error) {
+	g := s.gen
+	if g.outer[n.outKey] == nil {
+		var p *part
+		var err error
+		if s.split != nil {
+			p, err = generateOutbound(s.split, s.pushed, outboundProxy(n.proxy, s.cfg.ClassMetadata))
+		} else {
+			p, err = generateWhole(s.cfg.Generator, s.pushed, classProxy(n.proxy, s.cfg.ClassMetadata))
+		}
+		if err != nil {
+			return nil, err
+		}
+		g.outer[n.outKey] = p
+	}
+	if s.split != nil && g.inner[n.class] == nil {
+		p, err := generateInbound(s.split, s.pushed, classProxy(n.proxy, s.cfg.ClassMetadata))
+		if err != nil {
+			return nil, err
+		}
+		g.inner[n.class] = p
+	}
+	return g.entry(n.class, n.outKey, g), nil
 }
 
 // leave forgets a closed stream; the node's snapshot and status go with
