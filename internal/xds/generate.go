@@ -91,6 +91,9 @@ type typeSet struct {
 	version string
 	items   map[string]types.ResourceWithTTL
 	hashes  map[string]string // name -> hash, also the delta version map
+	// resources is items without TTL, filled in by buildSnapshot (under
+	// pushMu) before the set is shared with the cache.
+	resources map[string]types.Resource
 }
 
 // rawResource wraps a resource's deterministic encoding in a message that
@@ -185,7 +188,7 @@ func (p *part) fingerprint() string {
 type classEntry struct {
 	key  string // outbound key + inbound fingerprint
 	sets map[string]*typeSet
-	snap *cache.Snapshot
+	snap *snapshot
 }
 
 func (e *classEntry) versions() map[string]string {
@@ -209,17 +212,63 @@ func (e *classEntry) sameVersions(o *classEntry) bool {
 	return true
 }
 
-// buildSnapshot assembles the go-control-plane snapshot with per-type
+// buildSnapshot assembles the snapshot handed to go-control-plane: per-type
 // versions and a precomputed delta version map (so the cache never hashes
 // resources a second time). One snapshot is shared by every node of the
 // entry: the cache only reads it, under its own lock.
 func (e *classEntry) buildSnapshot() {
-	snap := &cache.Snapshot{VersionMap: map[string]map[string]string{}}
+	snap := &snapshot{sets: make(map[string]*typeSet, len(e.sets))}
 	for t, s := range e.sets {
-		snap.Resources[cache.GetResponseType(t)] = cache.Resources{Version: s.version, Items: s.items}
-		snap.VersionMap[t] = s.hashes
+		if s.resources == nil {
+			s.resources = make(map[string]types.Resource, len(s.items))
+			for name, r := range s.items {
+				s.resources[name] = r.Resource
+			}
+		}
+		snap.sets[t] = s
 	}
 	e.snap = snap
+}
+
+// snapshot implements cache.ResourceSnapshot over precomputed type sets.
+// go-control-plane's own Snapshot rebuilds the name -> resource map on
+// every GetResources call, and the delta cache calls it for every response
+// it builds: thousands of entries, per proxy and type, under its lock.
+type snapshot struct {
+	sets map[string]*typeSet // type URL -> set; resources filled in
+}
+
+var _ cache.ResourceSnapshot = (*snapshot)(nil)
+
+func (s *snapshot) GetVersion(typeURL string) string {
+	if ts := s.sets[typeURL]; ts != nil {
+		return ts.version
+	}
+	return ""
+}
+
+func (s *snapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
+	if ts := s.sets[typeURL]; ts != nil {
+		return ts.items
+	}
+	return nil
+}
+
+func (s *snapshot) GetResources(typeURL string) map[string]types.Resource {
+	if ts := s.sets[typeURL]; ts != nil {
+		return ts.resources
+	}
+	return nil
+}
+
+// ConstructVersionMap is a no-op: hashes are computed with the resources.
+func (s *snapshot) ConstructVersionMap() error { return nil }
+
+func (s *snapshot) GetVersionMap(typeURL string) map[string]string {
+	if ts := s.sets[typeURL]; ts != nil {
+		return ts.hashes
+	}
+	return nil
 }
 
 // newClassEntry merges an outbound (or whole) part with an optional inbound part.

@@ -137,7 +137,7 @@ type nodeState struct {
 	kind        string
 	connectedAt time.Time
 	types       map[string]*typeState
-	snap        *cache.Snapshot
+	snap        *snapshot
 }
 
 func (n *nodeState) typeState(typeURL string) *typeState {
@@ -383,6 +383,7 @@ func (s *Server) push() {
 			}
 		}
 	}
+	generated := s.clock.Now()
 	updated := 0
 	for _, n := range nodes {
 		e := next.classes[n.class]
@@ -407,7 +408,7 @@ func (s *Server) push() {
 	}
 	s.log.Info("push", "version", m.Version, "proxies", len(nodes), "updated", updated, "classes", len(classNodes),
 		"outboundClasses", len(outKeys), "snapshots", len(next.entries), "endpointOnly", endpointOnly,
-		"changed", slices.Sorted(maps.Keys(changed)), "failed", failed.Load(), "duration", dur)
+		"changed", slices.Sorted(maps.Keys(changed)), "failed", failed.Load(), "duration", dur, "generation", generated.Sub(start))
 }
 
 // generation is the generated output for one pushed model; guarded by pushMu.
