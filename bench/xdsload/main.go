@@ -24,6 +24,7 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -55,6 +56,7 @@ type options struct {
 	distinctIPs                  bool
 	debounce, settle, timeout    time.Duration
 	verbose, synthetic           bool
+	memprofile, phaseprofile     string
 }
 
 func main() {
@@ -73,6 +75,8 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 120*time.Second, "limit for each phase")
 	flag.BoolVar(&o.synthetic, "synthetic", false, "use a minimal synthetic generator instead of weftd's real translate.Generator (isolates serving cost)")
 	flag.BoolVar(&o.verbose, "v", false, "show the server's push log lines")
+	flag.StringVar(&o.memprofile, "memprofile", "", "write a heap profile to this file after the initial sync (near peak memory)")
+	flag.StringVar(&o.phaseprofile, "phaseprofile", "", "write a CPU profile of each phase to PREFIX-N.prof (N = 0 initial sync, 1 (a), 2 (b)); not with -cpuprofile")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	flag.Parse()
@@ -174,6 +178,11 @@ func run(o options) error {
 		return err
 	}
 	rows = append(rows, r)
+	if o.memprofile != "" {
+		if err := writeHeapProfile(o.memprofile); err != nil {
+			return err
+		}
+	}
 
 	if o.inprocess {
 		svcs = append(svcs, xdstest.Service{Name: "added", Namespace: "ns-0", Port: 8080, Endpoints: []string{"10.250.0.1", "10.250.0.2"}})
@@ -194,6 +203,16 @@ func run(o options) error {
 	return nil
 }
 
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.Lookup("heap").WriteTo(f, 0)
+}
+
 func update(srv *xds.Server, version uint64, svcs []xdstest.Service) error {
 	m, err := xdstest.Model(version, svcs)
 	if err != nil {
@@ -209,6 +228,7 @@ type bench struct {
 	proxies  []*proxy
 	lastRecv atomic.Int64 // unix nanos of the latest response received by any proxy
 	stopping atomic.Bool
+	phases   int
 }
 
 type row struct {
@@ -229,6 +249,18 @@ func (b *bench) phase(name string, action func() error, done func(*proxy) bool) 
 	for _, p := range b.proxies {
 		p.reset()
 	}
+	if b.o.phaseprofile != "" {
+		f, err := os.Create(fmt.Sprintf("%s-%d.prof", b.o.phaseprofile, b.phases))
+		if err != nil {
+			return row{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return row{}, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	b.phases++
 	cpu0 := cpuTime()
 	ps0, pc0 := pushStats(b.reg)
 	start := time.Now()
