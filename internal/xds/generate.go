@@ -11,10 +11,12 @@ import (
 	"strings"
 	"sync"
 
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/weftmesh/weft/internal/config"
@@ -94,6 +96,10 @@ type typeSet struct {
 	// resources is items without TTL, filled in by buildSnapshot (under
 	// pushMu) before the set is shared with the cache.
 	resources map[string]types.Resource
+	// wire holds each resource as sent in delta responses, shared by all.
+	wire map[string]*discovery.Resource
+	// diffs memoizes diffFrom; guarded by the deltaCache lock.
+	diffs []*setDiff
 }
 
 // rawResource wraps a resource's deterministic encoding in a message that
@@ -115,8 +121,9 @@ func rawResource(b []byte) types.Resource {
 // newTypeSet marshals every resource deterministically, hashes it and
 // derives the type version from the sorted (name, hash) pairs, so the
 // version changes exactly when the content does.
-func newTypeSet(res map[string]proto.Message) (*typeSet, error) {
-	ts := &typeSet{hashes: make(map[string]string, len(res)), items: make(map[string]types.ResourceWithTTL, len(res))}
+func newTypeSet(typeURL string, res map[string]proto.Message) (*typeSet, error) {
+	ts := &typeSet{hashes: make(map[string]string, len(res)), items: make(map[string]types.ResourceWithTTL, len(res)),
+		wire: make(map[string]*discovery.Resource, len(res))}
 	all := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
 	var buf []byte
@@ -128,8 +135,10 @@ func newTypeSet(res map[string]proto.Message) (*typeSet, error) {
 		}
 		sum := sha256.Sum256(buf)
 		h := hex.EncodeToString(sum[:12])
+		b := bytes.Clone(buf)
 		ts.hashes[name] = h
-		ts.items[name] = types.ResourceWithTTL{Resource: rawResource(bytes.Clone(buf))}
+		ts.items[name] = types.ResourceWithTTL{Resource: rawResource(b)}
+		ts.wire[name] = &discovery.Resource{Name: name, Version: h, Resource: &anypb.Any{TypeUrl: typeURL, Value: b}}
 		all.Write([]byte(name))
 		all.Write([]byte{0})
 		all.Write([]byte(h))
@@ -150,9 +159,10 @@ func mergeTypeSets(out, in *typeSet) *typeSet {
 	case out == nil || len(out.items) == 0:
 		return in
 	}
-	ts := &typeSet{items: maps.Clone(out.items), hashes: maps.Clone(out.hashes)}
+	ts := &typeSet{items: maps.Clone(out.items), hashes: maps.Clone(out.hashes), wire: maps.Clone(out.wire)}
 	maps.Copy(ts.items, in.items)
 	maps.Copy(ts.hashes, in.hashes)
+	maps.Copy(ts.wire, in.wire)
 	sum := sha256.Sum256([]byte(out.version + "+" + in.version))
 	ts.version = hex.EncodeToString(sum[:8])
 	return ts
@@ -370,7 +380,7 @@ func ownEndpoints(m *model.Snapshot, p *model.Proxy) string {
 func newPart(res *translate.Resources, proxy *model.Proxy) (*part, error) {
 	p := &part{proxy: proxy, sets: make(map[string]*typeSet, len(xdsTypes))}
 	for _, t := range xdsTypes {
-		ts, err := newTypeSet(res.ByType(t))
+		ts, err := newTypeSet(t, res.ByType(t))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", shortType(t), err)
 		}
@@ -432,7 +442,7 @@ func generateEndpoints(g Generator, m *model.Snapshot, prev *part) (*part, error
 		}
 		eps = res.Endpoints
 	}
-	ts, err := newTypeSet(eps)
+	ts, err := newTypeSet(translate.EndpointType, eps)
 	if err != nil {
 		return nil, fmt.Errorf("eds: %w", err)
 	}

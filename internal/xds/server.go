@@ -94,7 +94,8 @@ type Server struct {
 	log     *slog.Logger
 	clock   Clock
 	metrics *metrics
-	cache   cache.SnapshotCache // ADS-ordered, for Envoy-like proxies
+	cache   cache.SnapshotCache // ADS-ordered, for Envoy-like proxies' SotW streams
+	delta   *deltaCache         // Envoy-like proxies' delta streams
 	grpc    cache.SnapshotCache // unordered, for proxyless gRPC (see New)
 	xds     serverv3.Server
 	ctx     context.Context
@@ -199,11 +200,18 @@ func New(cfg Config) *Server {
 	// listener "host:port", its route and cluster), so they would never be
 	// answered; their cache runs without ADS mode and filters by name.
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, cpLogger{s.log})
+	// Delta streams of Envoy-like proxies get deltaCache (see there why).
 	s.grpc = cache.NewSnapshotCache(false, cache.IDHash{}, cpLogger{s.log})
+	s.delta = newDeltaCache()
 	mux := &cache.MuxCache{
-		Classify:      func(r *cache.Request) string { return s.cacheKey(r.GetNode().GetId()) },
-		ClassifyDelta: func(r *cache.DeltaRequest) string { return s.cacheKey(r.GetNode().GetId()) },
-		Caches:        map[string]cache.Cache{"ads": s.cache, "grpc": s.grpc},
+		Classify: func(r *cache.Request) string { return s.cacheKey(r.GetNode().GetId()) },
+		ClassifyDelta: func(r *cache.DeltaRequest) string {
+			if k := s.cacheKey(r.GetNode().GetId()); k != "ads" {
+				return k
+			}
+			return "delta"
+		},
+		Caches: map[string]cache.Cache{"ads": s.cache, "grpc": s.grpc, "delta": s.delta},
 	}
 	s.xds = serverv3.NewServer(s.ctx, mux, callbacks{s})
 	return s
@@ -390,11 +398,10 @@ func (s *Server) push() {
 		if e == nil || n.snap == e.snap {
 			continue
 		}
-		if err := s.cacheFor(n.proxy).SetSnapshot(s.ctx, n.id, e.snap); err != nil {
+		if err := s.setSnapshot(n, e.snap); err != nil {
 			s.log.Error("set snapshot", "proxy", n.id, "error", err)
 			continue
 		}
-		n.snap = e.snap
 		updated++
 	}
 	s.gen, s.pushed = next, m
@@ -493,11 +500,9 @@ func (s *Server) join(key streamKey, node *corev3.Node) (string, error) {
 			return n.id, nil
 		}
 	}
-	if err := s.cacheFor(n.proxy).SetSnapshot(s.ctx, n.id, e.snap); err != nil {
+	if err := s.setSnapshot(n, e.snap); err != nil {
 		s.log.Error("set snapshot", "proxy", n.id, "error", err)
-		return n.id, nil
 	}
-	n.snap = e.snap
 	return n.id, nil
 }
 
@@ -551,6 +556,9 @@ func (s *Server) leave(key streamKey) {
 	s.mu.Unlock()
 	if last {
 		s.cacheFor(n.proxy).ClearSnapshot(id)
+		if n.proxy.Type != model.ProxyGRPC {
+			s.delta.ClearSnapshot(id)
+		}
 	}
 }
 
@@ -564,7 +572,21 @@ func (s *Server) cacheKey(id string) string {
 	return "ads"
 }
 
-// cacheFor returns the cache serving p.
+// setSnapshot hands a node its snapshot; pushMu must be held. Envoy-like
+// proxies get it in both the SotW and the delta cache (either may serve
+// their streams); each is cheap for a node without watches there.
+func (s *Server) setSnapshot(n *nodeState, snap *snapshot) error {
+	if err := s.cacheFor(n.proxy).SetSnapshot(s.ctx, n.id, snap); err != nil {
+		return err
+	}
+	if n.proxy.Type != model.ProxyGRPC {
+		s.delta.SetSnapshot(n.id, snap)
+	}
+	n.snap = snap
+	return nil
+}
+
+// cacheFor returns the SotW cache serving p (and its delta cache for proxyless gRPC).
 func (s *Server) cacheFor(p *model.Proxy) cache.SnapshotCache {
 	if p.Type == model.ProxyGRPC {
 		return s.grpc
