@@ -76,6 +76,7 @@ func main() {
 	flag.BoolVar(&o.childServer, "child-server", false, "internal: the child side of -server-process")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write a heap profile to this file after the initial sync (near peak memory)")
 	flag.StringVar(&o.phaseprofile, "phaseprofile", "", "write a CPU profile of each phase to PREFIX-N.prof (N = 0 initial sync, 1 (a), 2 (b)); not with -cpuprofile")
+	blockprofile := flag.String("blockprofile", "", "write block and mutex profiles of the whole run to FILE.block and FILE.mutex")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	flag.Parse()
@@ -87,6 +88,18 @@ func main() {
 		if err == nil && pprof.StartCPUProfile(f) == nil {
 			defer pprof.StopCPUProfile()
 		}
+	}
+	if *blockprofile != "" {
+		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+		runtime.SetMutexProfileFraction(10)
+		defer func() {
+			for _, name := range []string{"block", "mutex"} {
+				if f, err := os.Create(*blockprofile + "." + name); err == nil {
+					pprof.Lookup(name).WriteTo(f, 0)
+					f.Close()
+				}
+			}
+		}()
 	}
 	if o.childServer {
 		if err := serveChild(o); err != nil {
