@@ -32,6 +32,8 @@ type deltaCache struct {
 	mu     sync.Mutex
 	nodes  map[string]*deltaNode
 	nextID int64
+	// fullDiffs counts answers that took the general path (for tests).
+	fullDiffs int
 }
 
 type deltaNode struct {
@@ -50,12 +52,13 @@ type deltaWatch struct {
 // of the last response this cache sent for the type) knows exactly set's
 // resources restricted to its subscription. The server stores that map as
 // the subscription's returned resources and changes it in place only when
-// the client (un)subscribes, which arrives as a request that takes the
+// the client unsubscribes, which arrives as a request that takes the
 // general path and drops the record; holding the map also keeps its
 // address from being reused.
 type syncRecord struct {
 	returned map[string]string
 	set      *typeSet
+	wildcard bool
 }
 
 var _ cache.Cache = (*deltaCache)(nil)
@@ -136,22 +139,29 @@ func (c *deltaCache) respond(n *deltaNode, req *discovery.DeltaDiscoveryRequest,
 		set = emptySet
 	}
 	rec, ok := n.synced[typeURL]
-	returned := sub.ReturnedResources()
-	if ok && len(req.GetResourceNamesSubscribe()) == 0 && len(req.GetResourceNamesUnsubscribe()) == 0 &&
-		sameMap(rec.returned, returned) {
-		if rec.set == set {
+	// Subscribing leaves the returned map alone (only unsubscribing edits
+	// it), so a record survives requests that subscribe, as long as the
+	// wildcard state is unchanged.
+	if ok && len(req.GetResourceNamesUnsubscribe()) == 0 && sub.IsWildcard() == rec.wildcard &&
+		sameMap(rec.returned, sub.ReturnedResources()) {
+		if rec.set == set && (rec.wildcard || len(req.GetResourceNamesSubscribe()) == 0) {
 			return nil // an ACK, or a push that did not change this type
 		}
 		return c.respondFromDiff(n, req, sub, rec, set)
 	}
 	delete(n.synced, typeURL)
+	c.fullDiffs++
 	return c.respondFull(n, req, sub, set)
 }
 
 // respondFromDiff answers a stream known to hold rec.set (restricted to
-// its subscription) with the difference to set.
+// its subscription) with the difference to set, plus, for a request that
+// subscribes, the newly subscribed resources it lacks.
 func (c *deltaCache) respondFromDiff(n *deltaNode, req *discovery.DeltaDiscoveryRequest, sub cache.Subscription, rec syncRecord, set *typeSet) *deltaResponse {
-	d := set.diffFrom(rec.set)
+	d := noDiff
+	if rec.set != set {
+		d = set.diffFrom(rec.set)
+	}
 	var changed, removed []string
 	if sub.IsWildcard() {
 		changed, removed = d.changed, d.removed
@@ -162,6 +172,13 @@ func (c *deltaCache) respondFromDiff(n *deltaNode, req *discovery.DeltaDiscovery
 				changed = append(changed, name)
 			}
 		}
+		for _, name := range req.GetResourceNamesSubscribe() {
+			h, ok := set.hashes[name]
+			if _, listed := slices.BinarySearch(d.changed, name); ok && !listed && rec.returned[name] != h && !slices.Contains(changed, name) {
+				changed = append(changed, name)
+			}
+		}
+		slices.Sort(changed)
 		for _, name := range d.removed {
 			if _, ok := rec.returned[name]; ok {
 				removed = append(removed, name)
@@ -169,7 +186,7 @@ func (c *deltaCache) respondFromDiff(n *deltaNode, req *discovery.DeltaDiscovery
 		}
 	}
 	if len(changed) == 0 && len(removed) == 0 {
-		n.synced[req.GetTypeUrl()] = syncRecord{returned: rec.returned, set: set}
+		n.synced[req.GetTypeUrl()] = syncRecord{returned: rec.returned, set: set, wildcard: rec.wildcard}
 		return nil
 	}
 	next := maps.Clone(rec.returned)
@@ -179,7 +196,7 @@ func (c *deltaCache) respondFromDiff(n *deltaNode, req *discovery.DeltaDiscovery
 	for _, name := range removed {
 		delete(next, name)
 	}
-	return c.newResponse(n, req, set, changed, removed, next)
+	return c.newResponse(n, req, sub, set, changed, removed, next)
 }
 
 // respondFull is go-control-plane's createDeltaResponse over a typeSet.
@@ -223,10 +240,10 @@ func (c *deltaCache) respondFull(n *deltaNode, req *discovery.DeltaDiscoveryRequ
 	}
 	slices.Sort(changed)
 	slices.Sort(removed)
-	return c.newResponse(n, req, set, changed, removed, next)
+	return c.newResponse(n, req, sub, set, changed, removed, next)
 }
 
-func (c *deltaCache) newResponse(n *deltaNode, req *discovery.DeltaDiscoveryRequest, set *typeSet, changed, removed []string, next map[string]string) *deltaResponse {
+func (c *deltaCache) newResponse(n *deltaNode, req *discovery.DeltaDiscoveryRequest, sub cache.Subscription, set *typeSet, changed, removed []string, next map[string]string) *deltaResponse {
 	resp := &discovery.DeltaDiscoveryResponse{
 		TypeUrl:           req.GetTypeUrl(),
 		SystemVersionInfo: set.version,
@@ -236,7 +253,7 @@ func (c *deltaCache) newResponse(n *deltaNode, req *discovery.DeltaDiscoveryRequ
 	for _, name := range changed {
 		resp.Resources = append(resp.Resources, set.wire[name])
 	}
-	n.synced[req.GetTypeUrl()] = syncRecord{returned: next, set: set}
+	n.synced[req.GetTypeUrl()] = syncRecord{returned: next, set: set, wildcard: sub.IsWildcard()}
 	return &deltaResponse{req: req, resp: resp, next: next}
 }
 
@@ -279,6 +296,8 @@ func (s *typeSet) diffFrom(old *typeSet) *setDiff {
 	s.diffs = append(s.diffs, d)
 	return d
 }
+
+var noDiff = &setDiff{}
 
 var emptySet = &typeSet{version: "", hashes: map[string]string{}}
 

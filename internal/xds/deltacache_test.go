@@ -143,36 +143,46 @@ func TestDeltaCacheMatchesSnapshotCache(t *testing.T) {
 		"s2":    dcSnapshot(t, []string{"c1=v2", "c3"}, []string{"c1=v2", "c3"}),
 		"s3":    dcSnapshot(t, []string{"c1=v2", "c3", "c4"}, []string{"c1=v2", "c4"}),
 		"s4":    dcSnapshot(t, []string{"c1=v3", "c3", "c4"}, []string{"c1=v2", "c3=v2", "c4"}),
+		"s5":    dcSnapshot(t, []string{"c1", "c9"}, []string{"c1=v5", "c4", "c9"}),
 	}
 	type step struct {
 		snap       string // set this snapshot, or else:
 		typ        string // send this request
 		sub, unsub []string
+		// fast: deltaCache must answer without the general path (no
+		// unsubscribe since the stream's last response of each type).
+		fast bool
 	}
 	script := []step{
 		{typ: cds, sub: []string{"*"}}, // explicit wildcard before any snapshot: parked
-		{snap: "empty"}, // the first wildcard request is answered even when empty
+		{snap: "empty"},                // the first wildcard request is answered even when empty
 		{snap: "s1"},
 		{typ: eds, sub: []string{"c1"}},
-		{typ: eds, sub: []string{"c2"}},
-		{snap: "s1"}, // same content: nothing
-		{snap: "s2"}, // c1 changed, c2 removed, c3 added
+		{typ: eds, sub: []string{"c2"}, fast: true},
+		{snap: "s1", fast: true}, // same content: nothing
+		{snap: "s2", fast: true}, // c1 changed, c2 removed, c3 added
 		{typ: eds, sub: []string{"c3"}, unsub: []string{"c2"}},
-		{snap: "s3"},
+		{snap: "s3", fast: true},
 		{typ: cds, unsub: []string{"c3"}}, // wildcard + explicit unsubscribe: resend c3
 		{snap: "s4"},
 		{typ: eds, unsub: []string{"c1"}},
-		{snap: "s2"}, // back to an older set
+		{snap: "s2"},                     // back to an older set
 		{typ: cds, unsub: []string{"*"}}, // leave wildcard
 		{snap: "s3"},
 		{typ: cds, sub: []string{"c4", "c9"}},
 		{snap: "s1"},
+		{typ: eds, sub: []string{"c9", "c1"}}, // c9 does not exist yet
+		{snap: "s5", fast: true},              // now it does; c2 goes
+		{typ: eds, sub: []string{"c4"}, fast: true},
+		{snap: "s5", fast: true},
+		{typ: eds, sub: []string{"c4", "c2"}, fast: true}, // already subscribed / absent
 	}
 	ours := newDCStream(t, newDeltaCache())
 	sc := cache.NewSnapshotCache(false, cache.IDHash{}, nil)
 	theirs := newDCStream(t, sc)
 	dc := ours.c.(*deltaCache)
 	for i, st := range script {
+		fullBefore := dc.fullDiffs
 		if st.snap != "" {
 			dc.SetSnapshot("n1", snaps[st.snap])
 			ours.settle()
@@ -188,6 +198,9 @@ func TestDeltaCacheMatchesSnapshotCache(t *testing.T) {
 		t.Logf("step %d: %s", i, got)
 		if got != want {
 			t.Errorf("step %d %+v:\n deltaCache:    %s\n SnapshotCache: %s", i, st, got, want)
+		}
+		if st.fast && dc.fullDiffs != fullBefore {
+			t.Errorf("step %d: took the general path; want class diffs or the ACK shortcut", i)
 		}
 		for _, typ := range []string{cds, eds} {
 			a, b := ours.subs[typ], theirs.subs[typ]
