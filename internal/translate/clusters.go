@@ -369,16 +369,21 @@ func cdsADS() *corev3.ConfigSource {
 // clusterMetadata carries Istio's "istio" filter metadata (the service the
 // cluster belongs to and its subset), which telemetry reads to label metrics.
 func clusterMetadata(s *clusterSpec) *corev3.Metadata {
-	svc := map[string]any{"host": s.svc.Hostname, "namespace": s.svc.Namespace, "name": cdsShortHost(s.svc.Hostname)}
-	fields := map[string]any{"services": []any{svc}, "default_original_port": float64(s.port.Number)}
+	// Built directly rather than with structpb.NewStruct (same message):
+	// this runs for every outbound cluster of every class.
+	svc := &structpb.Struct{Fields: map[string]*structpb.Value{
+		"host":      structpb.NewStringValue(s.svc.Hostname),
+		"namespace": structpb.NewStringValue(s.svc.Namespace),
+		"name":      structpb.NewStringValue(cdsShortHost(s.svc.Hostname)),
+	}}
+	fields := map[string]*structpb.Value{
+		"services":              structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewStructValue(svc)}}),
+		"default_original_port": structpb.NewNumberValue(float64(s.port.Number)),
+	}
 	if s.subset != nil {
-		fields["subset"] = s.subset.GetName()
+		fields["subset"] = structpb.NewStringValue(s.subset.GetName())
 	}
-	st, err := structpb.NewStruct(fields)
-	if err != nil {
-		return nil
-	}
-	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": st}}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": {Fields: fields}}}
 }
 
 func cdsShortHost(host string) string {
