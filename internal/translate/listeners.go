@@ -332,27 +332,19 @@ type inboundListenerPort struct {
 // workload or one of its IPs. One chain per target port; when several
 // services share a target port, the first by hostname names the chain.
 func (g *routeGen) inboundPorts() []inboundListenerPort {
-	ips := map[string]bool{}
-	for _, ip := range g.proxy.IPs {
-		ips[ip] = true
-	}
-	var zero config.Key
 	seen := map[uint32]bool{}
 	var out []inboundListenerPort
-	for _, svc := range g.in.Model.Services() {
-		for _, ep := range g.in.Model.Endpoints(svc.Hostname) {
-			mine := (g.proxy.Workload != zero && ep.Workload == g.proxy.Workload) || ips[ep.Address]
-			if !mine || seen[ep.Port] {
-				continue
-			}
-			sp, ok := svc.PortByNumber(ep.ServicePort)
-			if !ok {
-				continue
-			}
-			seen[ep.Port] = true
-			out = append(out, inboundListenerPort{svc: svc, servicePort: sp, targetPort: ep.Port})
+	ownedEndpoints(g.in.Model, g.proxy, func(svc *model.Service, ep *model.Endpoint) {
+		if seen[ep.Port] {
+			return
 		}
-	}
+		sp, ok := svc.PortByNumber(ep.ServicePort)
+		if !ok {
+			return
+		}
+		seen[ep.Port] = true
+		out = append(out, inboundListenerPort{svc: svc, servicePort: sp, targetPort: ep.Port})
+	})
 	sort.Slice(out, func(i, j int) bool { return out[i].targetPort < out[j].targetPort })
 	return out
 }
