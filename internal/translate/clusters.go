@@ -352,9 +352,11 @@ func buildOutboundCluster(in Input, s *clusterSpec, w *cdsWarnings) *clusterv3.C
 func stripForGRPCLogicalDNS(cla *endpointv3.ClusterLoadAssignment) {
 	for _, l := range cla.Endpoints {
 		l.Priority = 0
-		for _, e := range l.LbEndpoints {
+		for i, e := range l.LbEndpoints {
+			e = proto.Clone(e).(*endpointv3.LbEndpoint) // LbEndpoints are shared (sharedLbEndpoint)
 			e.Metadata = nil
 			e.HealthStatus = corev3.HealthStatus_UNKNOWN
+			l.LbEndpoints[i] = e
 		}
 	}
 }

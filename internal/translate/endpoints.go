@@ -69,6 +69,7 @@ func buildLoadAssignment(in Input, s *clusterSpec, eps []*model.Endpoint) *endpo
 	}
 	groups := map[groupKey][]*endpointv3.LbEndpoint{}
 	seen := map[string]bool{}
+	shared := cacheOf(in.Model)
 	for _, e := range eps {
 		if grpc && cdsIsUnix(e.Address) {
 			continue // reported by Clusters
@@ -82,7 +83,7 @@ func buildLoadAssignment(in Input, s *clusterSpec, eps []*model.Endpoint) *endpo
 		if mode.failover && len(mode.failoverPriority) > 0 {
 			k.labelPrio = labelPriority(mode, in.Proxy, e)
 		}
-		groups[k] = append(groups[k], cdsLbEndpoint(e))
+		groups[k] = append(groups[k], sharedLbEndpoint(shared, e))
 	}
 
 	keys := make([]groupKey, 0, len(groups))

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/model"
 )
@@ -22,32 +24,60 @@ type ownerIndex struct {
 // Model.Services() and the endpoint's in Model.Endpoints(host).
 type endpointRef struct{ svc, ep int }
 
-// ownerCache holds the index of the most recent model. Snapshots are
-// immutable, so the pointer identifies the content; generation runs for
-// one model at a time, so one entry suffices.
-var ownerCache struct {
+// modelCache holds what translate derives from one model snapshot alone
+// (never from a proxy), shared by the generation of every proxy class.
+// Snapshots are immutable, so the pointer identifies the content; the xds
+// package generates for one model at a time, so only the latest is kept.
+type modelCache struct {
+	model      *model.Snapshot
+	ownersOnce sync.Once
+	owners     *ownerIndex
+	// lbEndpoints maps *model.Endpoint to its *endpointv3.LbEndpoint
+	// (cdsLbEndpoint reads nothing else); shared, so read-only.
+	lbEndpoints sync.Map
+}
+
+var latestModel struct {
 	sync.Mutex
-	model *model.Snapshot
-	index *ownerIndex
+	c *modelCache
+}
+
+func cacheOf(m *model.Snapshot) *modelCache {
+	latestModel.Lock()
+	defer latestModel.Unlock()
+	if c := latestModel.c; c != nil && c.model == m {
+		return c
+	}
+	c := &modelCache{model: m}
+	latestModel.c = c
+	return c
 }
 
 func ownersOf(m *model.Snapshot) *ownerIndex {
-	ownerCache.Lock()
-	defer ownerCache.Unlock()
-	if ownerCache.model == m {
-		return ownerCache.index
-	}
-	idx := &ownerIndex{byAddr: map[string][]endpointRef{}, byWorkload: map[config.Key][]endpointRef{}}
-	for i, svc := range m.Services() {
-		for j, e := range m.Endpoints(svc.Hostname) {
-			idx.byAddr[e.Address] = append(idx.byAddr[e.Address], endpointRef{i, j})
-			if e.Workload.Name != "" {
-				idx.byWorkload[e.Workload] = append(idx.byWorkload[e.Workload], endpointRef{i, j})
+	c := cacheOf(m)
+	c.ownersOnce.Do(func() {
+		idx := &ownerIndex{byAddr: map[string][]endpointRef{}, byWorkload: map[config.Key][]endpointRef{}}
+		for i, svc := range m.Services() {
+			for j, e := range m.Endpoints(svc.Hostname) {
+				idx.byAddr[e.Address] = append(idx.byAddr[e.Address], endpointRef{i, j})
+				if e.Workload.Name != "" {
+					idx.byWorkload[e.Workload] = append(idx.byWorkload[e.Workload], endpointRef{i, j})
+				}
 			}
 		}
+		c.owners = idx
+	})
+	return c.owners
+}
+
+// sharedLbEndpoint returns cdsLbEndpoint(e), built once per model: every
+// class, and every subset cluster, that includes e gets the same message.
+func sharedLbEndpoint(c *modelCache, e *model.Endpoint) *endpointv3.LbEndpoint {
+	if v, ok := c.lbEndpoints.Load(e); ok {
+		return v.(*endpointv3.LbEndpoint)
 	}
-	ownerCache.model, ownerCache.index = m, idx
-	return idx
+	v, _ := c.lbEndpoints.LoadOrStore(e, cdsLbEndpoint(e))
+	return v.(*endpointv3.LbEndpoint)
 }
 
 // ownedEndpoints calls f for every endpoint that belongs to p (by
