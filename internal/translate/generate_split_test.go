@@ -97,3 +97,49 @@ func TestGenerateSplitInboundIsOwn(t *testing.T) {
 		t.Errorf("outbound generation produced %s", VirtualInboundListener)
 	}
 }
+
+// TestGenerateConcurrentSharesModelCache runs generation for several
+// proxies of one model in parallel (as the xds package does) and checks
+// each result equals a sequential run: the per-model cache (owner index,
+// shared LbEndpoints) must be safe and must not leak between proxies.
+func TestGenerateConcurrentSharesModelCache(t *testing.T) {
+	m := cdsModel(t, cdsScaleObjects(30, 4, 10)...)
+	var proxies []*model.Proxy
+	for i := range 8 {
+		p := cdsSidecar()
+		p.IPs = []string{m.Endpoints(m.Services()[i].Hostname)[0].Address}
+		if i%2 == 1 {
+			p.Metadata = map[string]string{cdsLocalityMetadataKey: "eu-west/eu-west-1a"}
+		}
+		proxies = append(proxies, p)
+	}
+	proxies = append(proxies, cdsGRPCProxy())
+	want := make([]*Resources, len(proxies))
+	for i, p := range proxies {
+		want[i], _ = Generator{}.Generate(Input{Model: m, Proxy: p})
+	}
+	got := make([]*Resources, len(proxies))
+	done := make(chan int)
+	for i, p := range proxies {
+		go func() {
+			got[i], _ = Generator{}.Generate(Input{Model: m, Proxy: p})
+			done <- i
+		}()
+	}
+	for range proxies {
+		<-done
+	}
+	for i := range proxies {
+		for _, typ := range []string{ListenerType, RouteType, ClusterType, EndpointType} {
+			a, b := want[i].ByType(typ), got[i].ByType(typ)
+			if len(a) != len(b) {
+				t.Fatalf("proxy %d %s: %d vs %d resources", i, typ, len(a), len(b))
+			}
+			for name, r := range a {
+				if !proto.Equal(r, b[name]) {
+					t.Errorf("proxy %d: %s %s differs between sequential and parallel generation", i, typ, name)
+				}
+			}
+		}
+	}
+}
