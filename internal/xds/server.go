@@ -4,20 +4,23 @@
 // and nothing about what is sent: a Generator (translate) builds the
 // resources. It never imports Kubernetes.
 //
-// Streaming and caching are go-control-plane's (pkg/server/v3 and its
-// SnapshotCache keyed by node id). This package adds, through server
-// callbacks: parsing the node into a model.Proxy and setting its snapshot
-// before the cache answers the first request; generation shared by proxy
-// class; content-hash versions per type so unchanged types are not resent;
-// endpoint-only pushes; a guard against NACK resend loops (see
-// onSotWRequest); and a second, non-ADS cache for proxyless gRPC (see New).
+// Streaming is go-control-plane's (pkg/server/v3). State-of-the-world
+// streams and proxyless gRPC are answered by its SnapshotCache keyed by
+// node id; delta streams of Envoy-like proxies by this package's
+// deltaCache, which sends class-wide pre-marshalled resources and diffs
+// classes rather than proxies (see deltaCache for why). This package adds,
+// through server callbacks: parsing the node into a model.Proxy and
+// setting its snapshot before the cache answers the first request;
+// generation shared by proxy class, in parallel, split into an outbound
+// part shared by proxies that differ only in IPs and workload and a cheap
+// inbound part (SplitGenerator); content-hash versions per resource and
+// type so unchanged types are not resent; endpoint-only pushes; a guard
+// against NACK resend loops (see onSotWRequest); and a second, non-ADS
+// cache for proxyless gRPC (see New).
 //
-// Known cost of go-control-plane's server: each stream marshals what it
-// sends itself (its cachedResource is per response), so a change costs
-// marshalling per proxy even when a thousand proxies share one snapshot,
-// and every ACK re-evaluates the watch under the cache's single lock.
-// Sharing marshalled bytes per class would need our own cache and
-// response types; bench/xdsload measures where this starts to matter.
+// Known cost left in the SnapshotCache path (SotW, proxyless gRPC): each
+// response copies and hashes its resources again and every ACK re-diffs
+// the type under the cache's single lock. bench/xdsload measures delta.
 package xds
 
 import (
