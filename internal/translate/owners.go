@@ -35,6 +35,9 @@ type modelCache struct {
 	// lbEndpoints maps *model.Endpoint to its *endpointv3.LbEndpoint
 	// (cdsLbEndpoint reads nothing else); shared, so read-only.
 	lbEndpoints sync.Map
+	// loadAssignments maps claKey to a shared, read-only
+	// *endpointv3.ClusterLoadAssignment (see sharedLoadAssignment).
+	loadAssignments sync.Map
 }
 
 var latestModel struct {
