@@ -121,7 +121,7 @@ func dcSnapshot(t *testing.T, clusters, endpoints []string) *snapshot {
 	eds := res(endpoints, func(name, content string) proto.Message {
 		return &endpointv3.ClusterLoadAssignment{ClusterName: name + content}
 	})
-	p, err := newPart(&translate.Resources{Clusters: cds, Endpoints: eds}, nil)
+	p, err := newPart(&translate.Resources{Clusters: cds, Endpoints: eds}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

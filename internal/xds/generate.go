@@ -118,30 +118,72 @@ func rawResource(b []byte) types.Resource {
 	return m
 }
 
-// newTypeSet marshals every resource deterministically, hashes it and
-// derives the type version from the sorted (name, hash) pairs, so the
-// version changes exactly when the content does.
-func newTypeSet(typeURL string, res map[string]proto.Message) (*typeSet, error) {
+// wireMemo remembers, for one push, each resource message's encoding by
+// pointer: translate hands the same message to every class that shares it
+// (load assignments, for instance), which is then marshalled and hashed
+// once instead of once per class. Safe for the parallel generation.
+type wireMemo struct {
+	mu sync.Mutex
+	m  map[proto.Message]*wireEntry
+}
+
+type wireEntry struct {
+	hash string
+	raw  types.Resource
+	wire *discovery.Resource
+}
+
+func newWireMemo() *wireMemo { return &wireMemo{m: map[proto.Message]*wireEntry{}} }
+
+func (w *wireMemo) get(m proto.Message) *wireEntry {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.m[m]
+}
+
+func (w *wireMemo) put(m proto.Message, e *wireEntry) {
+	if w != nil {
+		w.mu.Lock()
+		w.m[m] = e
+		w.mu.Unlock()
+	}
+}
+
+// newTypeSet marshals every resource deterministically (or takes its
+// encoding from memo), hashes it and derives the type version from the
+// sorted (name, hash) pairs, so the version changes exactly when the
+// content does.
+func newTypeSet(typeURL string, res map[string]proto.Message, memo *wireMemo) (*typeSet, error) {
 	ts := &typeSet{hashes: make(map[string]string, len(res)), items: make(map[string]types.ResourceWithTTL, len(res)),
 		wire: make(map[string]*discovery.Resource, len(res))}
 	all := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
 	var buf []byte
 	for _, name := range slices.Sorted(maps.Keys(res)) {
-		var err error
-		buf, err = opts.MarshalAppend(buf[:0], res[name])
-		if err != nil {
-			return nil, fmt.Errorf("marshal %s: %w", name, err)
+		m := res[name]
+		e := memo.get(m)
+		if e == nil || e.wire.Name != name {
+			var err error
+			buf, err = opts.MarshalAppend(buf[:0], m)
+			if err != nil {
+				return nil, fmt.Errorf("marshal %s: %w", name, err)
+			}
+			b := bytes.Clone(buf)
+			sum := sha256.Sum256(b)
+			h := hex.EncodeToString(sum[:12])
+			e = &wireEntry{hash: h, raw: rawResource(b),
+				wire: &discovery.Resource{Name: name, Version: h, Resource: &anypb.Any{TypeUrl: typeURL, Value: b}}}
+			memo.put(m, e)
 		}
-		sum := sha256.Sum256(buf)
-		h := hex.EncodeToString(sum[:12])
-		b := bytes.Clone(buf)
-		ts.hashes[name] = h
-		ts.items[name] = types.ResourceWithTTL{Resource: rawResource(b)}
-		ts.wire[name] = &discovery.Resource{Name: name, Version: h, Resource: &anypb.Any{TypeUrl: typeURL, Value: b}}
+		ts.hashes[name] = e.hash
+		ts.items[name] = types.ResourceWithTTL{Resource: e.raw}
+		ts.wire[name] = e.wire
 		all.Write([]byte(name))
 		all.Write([]byte{0})
-		all.Write([]byte(h))
+		all.Write([]byte(e.hash))
 		all.Write([]byte{0})
 	}
 	ts.version = hex.EncodeToString(all.Sum(nil)[:8])
@@ -377,10 +419,10 @@ func ownEndpoints(m *model.Snapshot, p *model.Proxy) string {
 }
 
 // newPart hashes generated resources into a part.
-func newPart(res *translate.Resources, proxy *model.Proxy) (*part, error) {
+func newPart(res *translate.Resources, proxy *model.Proxy, memo *wireMemo) (*part, error) {
 	p := &part{proxy: proxy, sets: make(map[string]*typeSet, len(xdsTypes))}
 	for _, t := range xdsTypes {
-		ts, err := newTypeSet(t, res.ByType(t))
+		ts, err := newTypeSet(t, res.ByType(t), memo)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", shortType(t), err)
 		}
@@ -390,12 +432,12 @@ func newPart(res *translate.Resources, proxy *model.Proxy) (*part, error) {
 }
 
 // generateWhole builds every type for a class with a plain Generator.
-func generateWhole(g Generator, m *model.Snapshot, proxy *model.Proxy) (*part, error) {
+func generateWhole(g Generator, m *model.Snapshot, proxy *model.Proxy, memo *wireMemo) (*part, error) {
 	res, err := g.Generate(translate.Input{Model: m, Proxy: proxy})
 	if err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
-	p, err := newPart(res, proxy)
+	p, err := newPart(res, proxy, memo)
 	if err != nil {
 		return nil, err
 	}
@@ -404,26 +446,26 @@ func generateWhole(g Generator, m *model.Snapshot, proxy *model.Proxy) (*part, e
 }
 
 // generateOutbound builds a SplitGenerator's outbound part.
-func generateOutbound(g SplitGenerator, m *model.Snapshot, proxy *model.Proxy) (*part, error) {
+func generateOutbound(g SplitGenerator, m *model.Snapshot, proxy *model.Proxy, memo *wireMemo) (*part, error) {
 	res, err := g.GenerateOutbound(translate.Input{Model: m, Proxy: proxy})
 	if err != nil {
 		return nil, fmt.Errorf("generate outbound: %w", err)
 	}
-	return newPart(res, proxy)
+	return newPart(res, proxy, memo)
 }
 
 // generateInbound builds a SplitGenerator's inbound part.
-func generateInbound(g SplitGenerator, m *model.Snapshot, proxy *model.Proxy) (*part, error) {
+func generateInbound(g SplitGenerator, m *model.Snapshot, proxy *model.Proxy, memo *wireMemo) (*part, error) {
 	res, err := g.GenerateInbound(translate.Input{Model: m, Proxy: proxy})
 	if err != nil {
 		return nil, fmt.Errorf("generate inbound: %w", err)
 	}
-	return newPart(res, proxy)
+	return newPart(res, proxy, memo)
 }
 
 // generateEndpoints rebuilds only EDS for a whole or outbound part, reusing
 // prev's other types (and their hashes) unchanged.
-func generateEndpoints(g Generator, m *model.Snapshot, prev *part) (*part, error) {
+func generateEndpoints(g Generator, m *model.Snapshot, prev *part, memo *wireMemo) (*part, error) {
 	in := translate.Input{Model: m, Proxy: prev.proxy}
 	var eps map[string]proto.Message
 	if eg, ok := g.(EndpointGenerator); ok {
@@ -442,7 +484,7 @@ func generateEndpoints(g Generator, m *model.Snapshot, prev *part) (*part, error
 		}
 		eps = res.Endpoints
 	}
-	ts, err := newTypeSet(translate.EndpointType, eps)
+	ts, err := newTypeSet(translate.EndpointType, eps, memo)
 	if err != nil {
 		return nil, fmt.Errorf("eds: %w", err)
 	}

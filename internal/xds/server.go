@@ -329,6 +329,7 @@ func (s *Server) push() {
 		}
 	}
 	next := newGeneration()
+	memo := newWireMemo()
 	var failed atomic.Int64
 	fail := func(n *nodeState, err error) {
 		failed.Add(1)
@@ -344,11 +345,11 @@ func (s *Server) push() {
 		var err error
 		switch {
 		case endpointOnly && old != nil && (s.split != nil || ownEndpoints(m, old.proxy) == old.own):
-			p, err = generateEndpoints(s.cfg.Generator, m, old)
+			p, err = generateEndpoints(s.cfg.Generator, m, old, memo)
 		case s.split != nil:
-			p, err = generateOutbound(s.split, m, outboundProxy(n.proxy, s.cfg.ClassMetadata))
+			p, err = generateOutbound(s.split, m, outboundProxy(n.proxy, s.cfg.ClassMetadata), memo)
 		default:
-			p, err = generateWhole(s.cfg.Generator, m, classProxy(n.proxy, s.cfg.ClassMetadata))
+			p, err = generateWhole(s.cfg.Generator, m, classProxy(n.proxy, s.cfg.ClassMetadata), memo)
 		}
 		if err != nil {
 			fail(n, err)
@@ -366,7 +367,7 @@ func (s *Server) push() {
 		inParts := make([]*part, len(classKeys))
 		parallel(len(classKeys), func(i int) {
 			k, n := classKeys[i], classNodes[classKeys[i]]
-			p, err := generateInbound(s.split, m, classProxy(n.proxy, s.cfg.ClassMetadata))
+			p, err := generateInbound(s.split, m, classProxy(n.proxy, s.cfg.ClassMetadata), memo)
 			if err != nil {
 				fail(n, err)
 				p = prev.inner[k]
@@ -518,9 +519,9 @@ func (s *Server) generateClass(n *nodeState) (*classEntry, error) {
 		var p *part
 		var err error
 		if s.split != nil {
-			p, err = generateOutbound(s.split, s.pushed, outboundProxy(n.proxy, s.cfg.ClassMetadata))
+			p, err = generateOutbound(s.split, s.pushed, outboundProxy(n.proxy, s.cfg.ClassMetadata), nil)
 		} else {
-			p, err = generateWhole(s.cfg.Generator, s.pushed, classProxy(n.proxy, s.cfg.ClassMetadata))
+			p, err = generateWhole(s.cfg.Generator, s.pushed, classProxy(n.proxy, s.cfg.ClassMetadata), nil)
 		}
 		if err != nil {
 			return nil, err
@@ -528,7 +529,7 @@ func (s *Server) generateClass(n *nodeState) (*classEntry, error) {
 		g.outer[n.outKey] = p
 	}
 	if s.split != nil && g.inner[n.class] == nil {
-		p, err := generateInbound(s.split, s.pushed, classProxy(n.proxy, s.cfg.ClassMetadata))
+		p, err := generateInbound(s.split, s.pushed, classProxy(n.proxy, s.cfg.ClassMetadata), nil)
 		if err != nil {
 			return nil, err
 		}

@@ -38,16 +38,17 @@ func TestSplitGenerationMatchesWhole(t *testing.T) {
 	whole := GeneratorFunc(translate.Generator{}.Generate) // hides the split
 	split := translate.Generator{}
 	keys := map[string]string{}
+	memo := newWireMemo() // shared, as in a push: messages translate shares are encoded once
 	for i, p := range proxies {
-		wp, err := generateWhole(whole, m, classProxy(p, meta))
+		wp, err := generateWhole(whole, m, classProxy(p, meta), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := generateOutbound(split, m, outboundProxy(p, meta))
+		out, err := generateOutbound(split, m, outboundProxy(p, meta), memo)
 		if err != nil {
 			t.Fatal(err)
 		}
-		in, err := generateInbound(split, m, classProxy(p, meta))
+		in, err := generateInbound(split, m, classProxy(p, meta), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
