@@ -34,6 +34,9 @@ type deltaCache struct {
 	nextID int64
 	// fullDiffs counts answers that took the general path (for tests).
 	fullDiffs int
+	// empty stands for types a snapshot lacks; per cache because diffFrom
+	// memoizes into it under this cache's lock.
+	empty *typeSet
 }
 
 type deltaNode struct {
@@ -63,7 +66,9 @@ type syncRecord struct {
 
 var _ cache.Cache = (*deltaCache)(nil)
 
-func newDeltaCache() *deltaCache { return &deltaCache{nodes: map[string]*deltaNode{}} }
+func newDeltaCache() *deltaCache {
+	return &deltaCache{nodes: map[string]*deltaNode{}, empty: &typeSet{hashes: map[string]string{}}}
+}
 
 func (c *deltaCache) node(id string) *deltaNode {
 	n := c.nodes[id]
@@ -136,7 +141,7 @@ func (c *deltaCache) respond(n *deltaNode, req *discovery.DeltaDiscoveryRequest,
 	typeURL := req.GetTypeUrl()
 	set := n.snap.sets[typeURL]
 	if set == nil {
-		set = emptySet
+		set = c.empty
 	}
 	rec, ok := n.synced[typeURL]
 	// Subscribing leaves the returned map alone (only unsubscribing edits
@@ -299,7 +304,6 @@ func (s *typeSet) diffFrom(old *typeSet) *setDiff {
 
 var noDiff = &setDiff{}
 
-var emptySet = &typeSet{version: "", hashes: map[string]string{}}
 
 // deltaResponse is a response whose resources are shared, pre-marshalled.
 type deltaResponse struct {
