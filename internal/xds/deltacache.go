@@ -304,7 +304,6 @@ func (s *typeSet) diffFrom(old *typeSet) *setDiff {
 
 var noDiff = &setDiff{}
 
-
 // deltaResponse is a response whose resources are shared, pre-marshalled.
 type deltaResponse struct {
 	req  *discovery.DeltaDiscoveryRequest
