@@ -64,7 +64,7 @@ func outboundClusters(in Input) (map[string]proto.Message, []string) {
 	w := &cdsWarnings{}
 	out := map[string]proto.Message{}
 	for _, spec := range outboundSpecs(in, w) {
-		if c := buildOutboundCluster(in, spec, w); c != nil {
+		if c := sharedOutboundCluster(in, spec, w); c != nil {
 			out[c.Name] = c
 		}
 	}
@@ -347,6 +347,48 @@ func buildOutboundCluster(in Input, s *clusterSpec, w *cdsWarnings) *clusterv3.C
 		return nil
 	}
 	return c
+}
+
+// clusterKey is everything buildOutboundCluster reads: the spec by name
+// and DestinationRule (which fix service, port, subset, policy and, with
+// grpc, discovery type), whether the proxy is a gRPC client, and the
+// proxy's locality (locality-weighted balancing depends on it). The model
+// is the cache's own.
+type clusterKey struct {
+	name     string
+	dr       *model.DestinationRule
+	grpc     bool
+	locality string
+}
+
+// sharedCluster is a built outbound cluster (nil if left out) with the
+// warnings building it produced, replayed for every proxy that gets it.
+type sharedCluster struct {
+	c        *clusterv3.Cluster
+	warnings []string
+}
+
+// sharedOutboundCluster returns buildOutboundCluster's result, built once
+// per model and key: proxy classes that differ only in what a cluster does
+// not read (namespace, labels, IPs) share the message, and the xds package
+// then encodes it once.
+func sharedOutboundCluster(in Input, s *clusterSpec, w *cdsWarnings) *clusterv3.Cluster {
+	k := clusterKey{name: s.name, dr: s.dr, grpc: in.Proxy.Type == model.ProxyGRPC}
+	if l := ProxyLocality(in.Proxy); l != nil {
+		k.locality = l.GetRegion() + "/" + l.GetZone() + "/" + l.GetSubZone()
+	}
+	mc := cacheOf(in.Model)
+	v, ok := mc.clusters.Load(k)
+	if !ok {
+		local := &cdsWarnings{}
+		sc := &sharedCluster{c: buildOutboundCluster(in, s, local), warnings: local.list}
+		v, _ = mc.clusters.LoadOrStore(k, sc)
+	}
+	sc := v.(*sharedCluster)
+	for _, msg := range sc.warnings {
+		w.add("%s", msg)
+	}
+	return sc.c
 }
 
 func stripForGRPCLogicalDNS(cla *endpointv3.ClusterLoadAssignment) {

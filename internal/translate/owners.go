@@ -38,6 +38,8 @@ type modelCache struct {
 	// loadAssignments maps claKey to a shared, read-only
 	// *endpointv3.ClusterLoadAssignment (see sharedLoadAssignment).
 	loadAssignments sync.Map
+	// clusters maps clusterKey to a *sharedCluster (see sharedOutboundCluster).
+	clusters sync.Map
 }
 
 var latestModel struct {
