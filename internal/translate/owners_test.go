@@ -42,3 +42,28 @@ func TestOwnedEndpointsMatchesScan(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedClustersReplayWarnings checks that a proxy served from the
+// per-model cluster cache gets the same warnings as one that built them.
+func TestSharedClustersReplayWarnings(t *testing.T) {
+	m := cdsMesh(t)
+	total := 0
+	for _, p := range []*model.Proxy{cdsSidecar(), cdsGRPCProxy()} {
+		in := Input{Model: m, Proxy: p}
+		latestModel.Lock()
+		latestModel.c = nil
+		latestModel.Unlock()
+		cold, coldW := Clusters(in)
+		warm, warmW := Clusters(in)
+		if !slices.Equal(coldW, warmW) {
+			t.Errorf("%s: warnings differ:\ncold %q\nwarm %q", p.Type, coldW, warmW)
+		}
+		if len(cold) != len(warm) {
+			t.Errorf("%s: %d vs %d clusters", p.Type, len(cold), len(warm))
+		}
+		total += len(coldW)
+	}
+	if total == 0 {
+		t.Fatal("fixture produced no warnings; the test checks nothing")
+	}
+}
