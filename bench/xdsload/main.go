@@ -4,6 +4,9 @@
 // every proxy to receive and ACK a config change (a service added) and an
 // endpoint change, plus process CPU time and peak RSS.
 //
+// Simulated proxies decode each distinct resource version once between
+// them (see refCache), so in-process numbers are mostly the server's.
+//
 // With -inprocess it starts an xds.Server itself on 127.0.0.1:0 with a
 // synthetic model and drives the changes; otherwise it connects to -addr
 // and measures only the initial sync. In-process numbers include the
@@ -15,12 +18,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -40,8 +42,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/weftmesh/weft/internal/translate"
-	"github.com/weftmesh/weft/internal/xds"
-	"github.com/weftmesh/weft/internal/xds/xdstest"
 )
 
 type options struct {
@@ -52,6 +52,8 @@ type options struct {
 	distinctIPs                  bool
 	debounce, settle, timeout    time.Duration
 	verbose, synthetic           bool
+	memprofile, phaseprofile     string
+	serverProcess, childServer   bool
 }
 
 func main() {
@@ -70,6 +72,11 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 120*time.Second, "limit for each phase")
 	flag.BoolVar(&o.synthetic, "synthetic", false, "use a minimal synthetic generator instead of weftd's real translate.Generator (isolates serving cost)")
 	flag.BoolVar(&o.verbose, "v", false, "show the server's push log lines")
+	flag.BoolVar(&o.serverProcess, "server-process", false, "with -inprocess: run the server in a child process, so its CPU and peak RSS are reported apart from the simulated proxies'")
+	flag.BoolVar(&o.childServer, "child-server", false, "internal: the child side of -server-process")
+	flag.StringVar(&o.memprofile, "memprofile", "", "write a heap profile to this file after the initial sync (near peak memory)")
+	flag.StringVar(&o.phaseprofile, "phaseprofile", "", "write a CPU profile of each phase to PREFIX-N.prof (N = 0 initial sync, 1 (a), 2 (b)); not with -cpuprofile")
+	blockprofile := flag.String("blockprofile", "", "write block and mutex profiles of the whole run to FILE.block and FILE.mutex")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	flag.Parse()
@@ -81,6 +88,25 @@ func main() {
 		if err == nil && pprof.StartCPUProfile(f) == nil {
 			defer pprof.StopCPUProfile()
 		}
+	}
+	if *blockprofile != "" {
+		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+		runtime.SetMutexProfileFraction(10)
+		defer func() {
+			for _, name := range []string{"block", "mutex"} {
+				if f, err := os.Create(*blockprofile + "." + name); err == nil {
+					pprof.Lookup(name).WriteTo(f, 0)
+					f.Close()
+				}
+			}
+		}()
+	}
+	if o.childServer {
+		if err := serveChild(o); err != nil {
+			fmt.Fprintln(os.Stderr, "xdsload server:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "xdsload:", err)
@@ -100,47 +126,19 @@ func run(o options) error {
 	defer cancel()
 
 	addr := o.addr
-	var srv *xds.Server
-	var reg *prometheus.Registry
-	var svcs []xdstest.Service
+	var srv server
 	if o.inprocess {
-		if o.services < 1 {
-			return fmt.Errorf("-services must be >= 1")
+		var err error
+		if o.serverProcess {
+			srv, err = startChild(o)
+		} else {
+			srv, err = startLocal(o)
 		}
-		level := slog.LevelWarn
-		if o.verbose {
-			level = slog.LevelInfo
-		}
-		var gen xds.Generator = translate.Generator{}
-		if o.synthetic {
-			gen = &xdstest.Generator{}
-		}
-		reg = prometheus.NewRegistry()
-		srv = xds.New(xds.Config{Generator: gen, Debounce: o.debounce, Registerer: reg,
-			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
-		g := grpc.NewServer()
-		srv.Register(g)
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
 		}
-		go g.Serve(lis)
-		defer g.Stop()
-		go srv.Run(ctx)
-		addr = lis.Addr().String()
-
-		svcs = xdstest.Services(o.services, max(1, o.endpoints/o.services), o.namespaces)
-		m, err := xdstest.Model(1, svcs)
-		if err != nil {
-			return err
-		}
-		t0 := time.Now()
-		srv.Update(m)
-		if err := waitPushes(reg, 1, o.timeout); err != nil {
-			return err
-		}
-		fmt.Printf("model: %d services, %d endpoints, %d namespaces; first push %v (incl. %v debounce)\n",
-			len(svcs), len(svcs)*max(1, o.endpoints/o.services), o.namespaces, time.Since(t0).Round(time.Millisecond), o.debounce)
+		defer srv.close()
+		addr = srv.addr()
 	}
 
 	conns := make([]*grpc.ClientConn, o.conns)
@@ -157,7 +155,7 @@ func run(o options) error {
 		conns[i] = c
 	}
 
-	b := &bench{o: o, reg: reg}
+	b := &bench{o: o, srv: srv}
 	var rows []row
 	r, err := b.phase("initial sync", func() error {
 		for i := range o.proxies {
@@ -171,41 +169,43 @@ func run(o options) error {
 		return err
 	}
 	rows = append(rows, r)
+	if o.memprofile != "" {
+		if err := writeHeapProfile(o.memprofile); err != nil {
+			return err
+		}
+	}
 
 	if o.inprocess {
-		svcs = append(svcs, xdstest.Service{Name: "added", Namespace: "ns-0", Port: 8080, Endpoints: []string{"10.250.0.1", "10.250.0.2"}})
-		r, err = b.phase("(a) service added", func() error { return update(srv, 2, svcs) }, nil)
-		if err != nil {
-			return err
+		for step, name := range []string{"(a) service added", "(b) endpoint change"} {
+			r, err = b.phase(name, func() error { return srv.change(step + 1) }, nil)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, r)
 		}
-		rows = append(rows, r)
-		svcs[0].Endpoints = append(slices.Clone(svcs[0].Endpoints[1:]), "10.251.0.1")
-		r, err = b.phase("(b) endpoint change", func() error { return update(srv, 3, svcs) }, nil)
-		if err != nil {
-			return err
-		}
-		rows = append(rows, r)
 	}
 	b.stopping.Store(true)
-	printTable(o, rows)
+	printTable(o, rows, srv)
 	return nil
 }
 
-func update(srv *xds.Server, version uint64, svcs []xdstest.Service) error {
-	m, err := xdstest.Model(version, svcs)
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	srv.Update(m)
-	return nil
+	defer f.Close()
+	runtime.GC()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 type bench struct {
 	o        options
-	reg      *prometheus.Registry
+	srv      server // nil unless -inprocess
 	proxies  []*proxy
 	lastRecv atomic.Int64 // unix nanos of the latest response received by any proxy
 	stopping atomic.Bool
+	phases   int
 }
 
 type row struct {
@@ -216,6 +216,7 @@ type row struct {
 	cpu              time.Duration
 	pushTime         time.Duration
 	pushes           uint64
+	srvCPU           time.Duration // -server-process only
 	wall             time.Duration
 }
 
@@ -226,8 +227,20 @@ func (b *bench) phase(name string, action func() error, done func(*proxy) bool) 
 	for _, p := range b.proxies {
 		p.reset()
 	}
+	if b.o.phaseprofile != "" {
+		f, err := os.Create(fmt.Sprintf("%s-%d.prof", b.o.phaseprofile, b.phases))
+		if err != nil {
+			return row{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return row{}, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	b.phases++
 	cpu0 := cpuTime()
-	ps0, pc0 := pushStats(b.reg)
+	ss0 := b.serverStats()
 	start := time.Now()
 	for _, p := range b.proxies {
 		p.setStart(start)
@@ -272,9 +285,19 @@ func (b *bench) phase(name string, action func() error, done func(*proxy) bool) 
 	r.wall = time.Since(start)
 	slices.Sort(lat)
 	r.p50, r.p99, r.max = pct(lat, 0.50), pct(lat, 0.99), pct(lat, 1)
-	ps1, pc1 := pushStats(b.reg)
-	r.pushTime, r.pushes = ps1-ps0, pc1-pc0
+	ss1 := b.serverStats()
+	r.pushTime, r.pushes = ss1.pushTime-ss0.pushTime, ss1.pushes-ss0.pushes
+	if ss1.own {
+		r.srvCPU = ss1.cpu - ss0.cpu
+	}
 	return r, nil
+}
+
+func (b *bench) serverStats() serverStats {
+	if b.srv == nil {
+		return serverStats{}
+	}
+	return b.srv.stats()
 }
 
 func pct(s []time.Duration, q float64) time.Duration {
@@ -336,23 +359,34 @@ func maxRSS() (vmHWM string, ruMaxKB int64) {
 	return vmHWM, ruMaxKB
 }
 
-func printTable(o options, rows []row) {
+func printTable(o options, rows []row, srv server) {
 	mode := "remote " + o.addr
 	if o.inprocess {
 		mode = "in-process"
+		if o.serverProcess {
+			mode = "server in a child process"
+		}
 	}
 	fmt.Printf("\nxdsload: %s, %d proxies (delta ADS), %d namespaces, distinct IPs %v\n\n", mode, o.proxies, o.namespaces, o.distinctIPs)
-	fmt.Printf("%-20s %9s %9s %9s %9s %9s %9s %10s  %s\n", "phase", "acked", "p50", "p99", "max", "cpu", "push", "pushes", "responses (cds/eds/lds/rds)")
+	fmt.Printf("%-20s %9s %9s %9s %9s %9s %9s %9s %7s  %s\n", "phase", "acked", "p50", "p99", "max", "cpu", "srv cpu", "push", "pushes", "responses (cds/eds/lds/rds)")
 	for _, r := range rows {
-		fmt.Printf("%-20s %4d/%-4d %9v %9v %9v %9v %9v %10d  %d/%d/%d/%d\n", r.name, r.converged, r.total,
+		srvCPU := "-"
+		if o.serverProcess {
+			srvCPU = r.srvCPU.Round(time.Millisecond).String()
+		}
+		fmt.Printf("%-20s %4d/%-4d %9v %9v %9v %9v %9s %9v %7d  %d/%d/%d/%d\n", r.name, r.converged, r.total,
 			r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.max.Round(time.Millisecond),
-			r.cpu.Round(time.Millisecond), r.pushTime.Round(time.Millisecond), r.pushes,
+			r.cpu.Round(time.Millisecond), srvCPU, r.pushTime.Round(time.Millisecond), r.pushes,
 			r.counts["cds"], r.counts["eds"], r.counts["lds"], r.counts["rds"])
 	}
 	hwm, ru := maxRSS()
-	fmt.Printf("\nlatency = Update (or connect) -> proxy's last ACK of the change; cpu = process CPU during the phase;\n")
-	fmt.Printf("push = server generation+SetSnapshot time; peak RSS: VmHWM %s, getrusage maxrss %d MB; total CPU %v\n",
-		hwm, ru/1024, cpuTime().Round(time.Millisecond))
+	fmt.Printf("\nlatency = Update (or connect) -> proxy's last ACK of the change; cpu = this process's CPU during the phase;\n")
+	fmt.Printf("srv cpu = server process CPU (-server-process); push = server generation+SetSnapshot time\n")
+	fmt.Printf("this process: peak RSS VmHWM %s, getrusage maxrss %d MB; total CPU %v\n", hwm, ru/1024, cpuTime().Round(time.Millisecond))
+	if srv != nil && o.serverProcess {
+		s := srv.stats()
+		fmt.Printf("server process: peak RSS (getrusage maxrss) %d MB; total CPU %v\n", s.hwmKB/1024, s.cpu.Round(time.Millisecond))
+	}
 }
 
 // proxy is one simulated delta ADS client.
@@ -459,7 +493,7 @@ func (p *proxy) follow(set map[string]bool, resp *discovery.DeltaDiscoveryRespon
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, r := range resp.GetResources() {
-		for _, n := range refs(r) {
+		for _, n := range cachedRefs(resp.GetTypeUrl(), r, refs) {
 			if !set[n] {
 				set[n] = true
 				sub = append(sub, n)
@@ -474,6 +508,26 @@ func (p *proxy) follow(set map[string]bool, resp *discovery.DeltaDiscoveryRespon
 		}
 	}
 	return sub, unsub
+}
+
+// refCache memoizes what a resource references by (type, name, version):
+// the server's delta versions are content hashes, so a thousand proxies
+// receiving the same bytes decode them once. Real proxies decode on their
+// own CPUs; in-process, per-proxy decoding was ~40% of the run's CPU and
+// starved the server being measured.
+var refCache sync.Map // string -> []string
+
+func cachedRefs(typeURL string, r *discovery.Resource, refs func(*discovery.Resource) []string) []string {
+	if r.GetVersion() == "" {
+		return refs(r)
+	}
+	key := typeURL + "\x00" + r.GetName() + "\x00" + r.GetVersion()
+	if v, ok := refCache.Load(key); ok {
+		return v.([]string)
+	}
+	out := refs(r)
+	refCache.Store(key, out)
+	return out
 }
 
 func edsName(r *discovery.Resource) []string {

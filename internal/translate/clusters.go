@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -39,20 +40,36 @@ const DefaultConnectTimeout = 10 * time.Second
 // services whose effective policy sets no tls. The DestinationRule policy
 // for each cluster is MergeTrafficPolicy's result.
 func Clusters(in Input) (map[string]proto.Message, []string) {
+	out, warnings := outboundClusters(in)
+	maps.Copy(out, InboundClusters(in))
+	return out, warnings
+}
+
+// InboundClusters returns the clusters that depend on which workload the
+// proxy is: a sidecar's inbound clusters (see InboundPorts), nothing for
+// other proxy types. Clusters is the union of these and the outbound and
+// fixed clusters, which never read in.Proxy.IPs or in.Proxy.Workload.
+func InboundClusters(in Input) map[string]proto.Message {
+	out := map[string]proto.Message{}
+	if in.Proxy.Type == model.ProxySidecar {
+		for _, ip := range InboundPorts(in) {
+			out[ip.ClusterName] = buildInboundCluster(ip)
+		}
+	}
+	return out
+}
+
+// outboundClusters is Clusters without InboundClusters.
+func outboundClusters(in Input) (map[string]proto.Message, []string) {
 	w := &cdsWarnings{}
 	out := map[string]proto.Message{}
 	for _, spec := range outboundSpecs(in, w) {
-		if c := buildOutboundCluster(in, spec, w); c != nil {
+		if c := sharedOutboundCluster(in, spec, w); c != nil {
 			out[c.Name] = c
 		}
 	}
 	if in.Proxy.Type == model.ProxyGRPC {
 		return out, w.list
-	}
-	if in.Proxy.Type == model.ProxySidecar {
-		for _, ip := range InboundPorts(in) {
-			out[ip.ClusterName] = buildInboundCluster(ip)
-		}
 	}
 	for _, c := range fixedClusters(in.Proxy.Type) {
 		out[c.Name] = c
@@ -332,12 +349,56 @@ func buildOutboundCluster(in Input, s *clusterSpec, w *cdsWarnings) *clusterv3.C
 	return c
 }
 
+// clusterKey is everything buildOutboundCluster reads: the spec by name
+// and DestinationRule (which fix service, port, subset, policy and, with
+// grpc, discovery type), whether the proxy is a gRPC client, and the
+// proxy's locality (locality-weighted balancing depends on it). The model
+// is the cache's own.
+type clusterKey struct {
+	name     string
+	dr       *model.DestinationRule
+	grpc     bool
+	locality string
+}
+
+// sharedCluster is a built outbound cluster (nil if left out) with the
+// warnings building it produced, replayed for every proxy that gets it.
+type sharedCluster struct {
+	c        *clusterv3.Cluster
+	warnings []string
+}
+
+// sharedOutboundCluster returns buildOutboundCluster's result, built once
+// per model and key: proxy classes that differ only in what a cluster does
+// not read (namespace, labels, IPs) share the message, and the xds package
+// then encodes it once.
+func sharedOutboundCluster(in Input, s *clusterSpec, w *cdsWarnings) *clusterv3.Cluster {
+	k := clusterKey{name: s.name, dr: s.dr, grpc: in.Proxy.Type == model.ProxyGRPC}
+	if l := ProxyLocality(in.Proxy); l != nil {
+		k.locality = l.GetRegion() + "/" + l.GetZone() + "/" + l.GetSubZone()
+	}
+	mc := cacheOf(in.Model)
+	v, ok := mc.clusters.Load(k)
+	if !ok {
+		local := &cdsWarnings{}
+		sc := &sharedCluster{c: buildOutboundCluster(in, s, local), warnings: local.list}
+		v, _ = mc.clusters.LoadOrStore(k, sc)
+	}
+	sc := v.(*sharedCluster)
+	for _, msg := range sc.warnings {
+		w.add("%s", msg)
+	}
+	return sc.c
+}
+
 func stripForGRPCLogicalDNS(cla *endpointv3.ClusterLoadAssignment) {
 	for _, l := range cla.Endpoints {
 		l.Priority = 0
-		for _, e := range l.LbEndpoints {
+		for i, e := range l.LbEndpoints {
+			e = proto.Clone(e).(*endpointv3.LbEndpoint) // LbEndpoints are shared (sharedLbEndpoint)
 			e.Metadata = nil
 			e.HealthStatus = corev3.HealthStatus_UNKNOWN
+			l.LbEndpoints[i] = e
 		}
 	}
 }
@@ -352,16 +413,21 @@ func cdsADS() *corev3.ConfigSource {
 // clusterMetadata carries Istio's "istio" filter metadata (the service the
 // cluster belongs to and its subset), which telemetry reads to label metrics.
 func clusterMetadata(s *clusterSpec) *corev3.Metadata {
-	svc := map[string]any{"host": s.svc.Hostname, "namespace": s.svc.Namespace, "name": cdsShortHost(s.svc.Hostname)}
-	fields := map[string]any{"services": []any{svc}, "default_original_port": float64(s.port.Number)}
+	// Built directly rather than with structpb.NewStruct (same message):
+	// this runs for every outbound cluster of every class.
+	svc := &structpb.Struct{Fields: map[string]*structpb.Value{
+		"host":      structpb.NewStringValue(s.svc.Hostname),
+		"namespace": structpb.NewStringValue(s.svc.Namespace),
+		"name":      structpb.NewStringValue(cdsShortHost(s.svc.Hostname)),
+	}}
+	fields := map[string]*structpb.Value{
+		"services":              structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewStructValue(svc)}}),
+		"default_original_port": structpb.NewNumberValue(float64(s.port.Number)),
+	}
 	if s.subset != nil {
-		fields["subset"] = s.subset.GetName()
+		fields["subset"] = structpb.NewStringValue(s.subset.GetName())
 	}
-	st, err := structpb.NewStruct(fields)
-	if err != nil {
-		return nil
-	}
-	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": st}}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": {Fields: fields}}}
 }
 
 func cdsShortHost(host string) string {

@@ -72,3 +72,23 @@ func TestClustersScaleValid(t *testing.T) {
 		t.Errorf("got %d clusters, %d assignments; want 93 and 90", len(cds), len(eds))
 	}
 }
+
+// BenchmarkClustersEndpoints1000ServicesColdModel is the benchmark above
+// for the first class of a model: the per-model cache (owner index, shared
+// LbEndpoints and load assignments) is dropped before every run. The warm
+// one is the cost of every further class of the same model.
+func BenchmarkClustersEndpoints1000ServicesColdModel(b *testing.B) {
+	m := cdsModel(b, cdsScaleObjects(1000, 10, 300)...)
+	in := Input{Model: m, Proxy: cdsSidecar()}
+	b.ReportAllocs()
+	for b.Loop() {
+		latestModel.Lock()
+		latestModel.c = nil
+		latestModel.Unlock()
+		cds, _ := Clusters(in)
+		eds := Endpoints(in)
+		if len(cds) < 1600 || len(eds) < 1600 {
+			b.Fatalf("got %d clusters, %d assignments", len(cds), len(eds))
+		}
+	}
+}

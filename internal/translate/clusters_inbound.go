@@ -37,25 +37,29 @@ type InboundPort struct {
 // inbound clusters agree.
 func InboundPorts(in Input) []InboundPort {
 	var out []InboundPort
-	for _, svc := range in.Model.Services() {
-		seen := map[uint32]bool{}
-		for _, e := range in.Model.Endpoints(svc.Hostname) {
-			if seen[e.ServicePort] || !ownsEndpoint(in.Proxy, e) {
-				continue
-			}
-			port, ok := svc.PortByNumber(e.ServicePort)
-			if !ok {
-				continue
-			}
-			seen[e.ServicePort] = true
-			out = append(out, InboundPort{
-				Service:      svc,
-				Port:         port,
-				EndpointPort: e.Port,
-				ClusterName:  ClusterName(Inbound, port.Number, "", svc.Hostname),
-			})
+	var seen map[string]map[uint32]bool // host -> service ports done
+	ownedEndpoints(in.Model, in.Proxy, func(svc *model.Service, e *model.Endpoint) {
+		if seen[svc.Hostname][e.ServicePort] {
+			return
 		}
-	}
+		port, ok := svc.PortByNumber(e.ServicePort)
+		if !ok {
+			return
+		}
+		if seen == nil {
+			seen = map[string]map[uint32]bool{}
+		}
+		if seen[svc.Hostname] == nil {
+			seen[svc.Hostname] = map[uint32]bool{}
+		}
+		seen[svc.Hostname][e.ServicePort] = true
+		out = append(out, InboundPort{
+			Service:      svc,
+			Port:         port,
+			EndpointPort: e.Port,
+			ClusterName:  ClusterName(Inbound, port.Number, "", svc.Hostname),
+		})
+	})
 	slices.SortFunc(out, func(a, b InboundPort) int {
 		if c := cmp.Compare(a.Service.Hostname, b.Service.Hostname); c != 0 {
 			return c

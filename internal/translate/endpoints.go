@@ -43,9 +43,41 @@ func Endpoints(in Input) map[string]proto.Message {
 		if s.typ != clusterv3.Cluster_EDS || grpcDropsTLS(in, s) {
 			continue
 		}
-		out[s.name] = buildLoadAssignment(in, s, s.endpoints(in.Model))
+		out[s.name] = sharedLoadAssignment(in, s)
 	}
 	return out
+}
+
+// claKey is everything buildLoadAssignment reads for an EDS cluster,
+// except for label-based failover (not cached): the spec by name and
+// DestinationRule (which fix service, port, subset and policy), whether
+// the proxy is a gRPC client, and the proxy's locality.
+type claKey struct {
+	name     string
+	dr       *model.DestinationRule
+	grpc     bool
+	locality string
+}
+
+// sharedLoadAssignment returns buildLoadAssignment's result for an EDS
+// cluster, built once per model and key: proxy classes that differ only in
+// things a load assignment does not read (namespace, most labels, IPs)
+// share it, and the xds package then marshals it once.
+func sharedLoadAssignment(in Input, s *clusterSpec) *endpointv3.ClusterLoadAssignment {
+	mode := localityMode(in, s.policy)
+	if mode.failover && len(mode.failoverPriority) > 0 {
+		return buildLoadAssignment(in, s, s.endpoints(in.Model)) // reads proxy labels and network
+	}
+	k := claKey{name: s.name, dr: s.dr, grpc: in.Proxy.Type == model.ProxyGRPC}
+	if l := mode.proxy; l != nil {
+		k.locality = l.GetRegion() + "/" + l.GetZone() + "/" + l.GetSubZone()
+	}
+	c := cacheOf(in.Model)
+	if v, ok := c.loadAssignments.Load(k); ok {
+		return v.(*endpointv3.ClusterLoadAssignment)
+	}
+	v, _ := c.loadAssignments.LoadOrStore(k, buildLoadAssignment(in, s, s.endpoints(in.Model)))
+	return v.(*endpointv3.ClusterLoadAssignment)
 }
 
 // grpcDropsTLS mirrors applyTLS: grpc clusters with file-based TLS are not sent.
@@ -69,6 +101,7 @@ func buildLoadAssignment(in Input, s *clusterSpec, eps []*model.Endpoint) *endpo
 	}
 	groups := map[groupKey][]*endpointv3.LbEndpoint{}
 	seen := map[string]bool{}
+	shared := cacheOf(in.Model)
 	for _, e := range eps {
 		if grpc && cdsIsUnix(e.Address) {
 			continue // reported by Clusters
@@ -82,7 +115,7 @@ func buildLoadAssignment(in Input, s *clusterSpec, eps []*model.Endpoint) *endpo
 		if mode.failover && len(mode.failoverPriority) > 0 {
 			k.labelPrio = labelPriority(mode, in.Proxy, e)
 		}
-		groups[k] = append(groups[k], cdsLbEndpoint(e))
+		groups[k] = append(groups[k], sharedLbEndpoint(shared, e))
 	}
 
 	keys := make([]groupKey, 0, len(groups))

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 
@@ -42,6 +43,27 @@ const PassthroughFilterChain = "PassthroughFilterChain"
 //
 // The returned messages are *listenerv3.Listener and must be treated as immutable.
 func Listeners(in Input) (map[string]proto.Message, config.Diagnostics) {
+	out, diags := outboundListeners(in)
+	maps.Copy(out, InboundListeners(in))
+	return out, diags
+}
+
+// InboundListeners returns the listeners that depend on which workload the
+// proxy is (its IPs and WorkloadEntry): the VirtualInboundListener of a
+// sidecar, nothing for other proxy types. Listeners is the union of these
+// and the outbound ones, which never read in.Proxy.IPs or in.Proxy.Workload.
+func InboundListeners(in Input) map[string]proto.Message {
+	out := map[string]proto.Message{}
+	if in.Proxy.Type == model.ProxySidecar {
+		// Only the proxy and model are read: no visible services, no VirtualServices.
+		g := &routeGen{in: in, proxy: in.Proxy, diags: newDiagSet()}
+		out[VirtualInboundListener] = g.virtualInboundListener()
+	}
+	return out
+}
+
+// outboundListeners is Listeners without InboundListeners.
+func outboundListeners(in Input) (map[string]proto.Message, config.Diagnostics) {
 	g := newRouteGen(in, false)
 	out := map[string]proto.Message{}
 	switch in.Proxy.Type {
@@ -54,7 +76,6 @@ func Listeners(in Input) (map[string]proto.Message, config.Diagnostics) {
 			out[l.Name] = l
 		}
 		out[VirtualOutboundListener] = virtualOutboundListener()
-		out[VirtualInboundListener] = g.virtualInboundListener()
 	case model.ProxyGRPC:
 		for _, t := range g.grpcTargets() {
 			out[t.name] = &listenerv3.Listener{
@@ -311,27 +332,19 @@ type inboundListenerPort struct {
 // workload or one of its IPs. One chain per target port; when several
 // services share a target port, the first by hostname names the chain.
 func (g *routeGen) inboundPorts() []inboundListenerPort {
-	ips := map[string]bool{}
-	for _, ip := range g.proxy.IPs {
-		ips[ip] = true
-	}
-	var zero config.Key
 	seen := map[uint32]bool{}
 	var out []inboundListenerPort
-	for _, svc := range g.in.Model.Services() {
-		for _, ep := range g.in.Model.Endpoints(svc.Hostname) {
-			mine := (g.proxy.Workload != zero && ep.Workload == g.proxy.Workload) || ips[ep.Address]
-			if !mine || seen[ep.Port] {
-				continue
-			}
-			sp, ok := svc.PortByNumber(ep.ServicePort)
-			if !ok {
-				continue
-			}
-			seen[ep.Port] = true
-			out = append(out, inboundListenerPort{svc: svc, servicePort: sp, targetPort: ep.Port})
+	ownedEndpoints(g.in.Model, g.proxy, func(svc *model.Service, ep *model.Endpoint) {
+		if seen[ep.Port] {
+			return
 		}
-	}
+		sp, ok := svc.PortByNumber(ep.ServicePort)
+		if !ok {
+			return
+		}
+		seen[ep.Port] = true
+		out = append(out, inboundListenerPort{svc: svc, servicePort: sp, targetPort: ep.Port})
+	})
 	sort.Slice(out, func(i, j int) bool { return out[i].targetPort < out[j].targetPort })
 	return out
 }

@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 )
@@ -35,7 +34,8 @@ const (
 
 // ClusterName returns Istio's cluster name "outbound|PORT|SUBSET|HOST".
 func ClusterName(dir Direction, port uint32, subset, host string) string {
-	return fmt.Sprintf("%s|%d|%s|%s", dir, port, subset, host)
+	// Concatenation, not fmt: this runs for every cluster of every class.
+	return string(dir) + "|" + strconv.FormatUint(uint64(port), 10) + "|" + subset + "|" + host
 }
 
 // ParseClusterName splits a name made by ClusterName.
@@ -56,10 +56,10 @@ func HTTPRouteName(port uint32) string { return strconv.FormatUint(uint64(port),
 
 // OutboundListenerName is "ADDR_PORT", e.g. "0.0.0.0_9080" or "240.240.1.2_3306".
 func OutboundListenerName(addr string, port uint32) string {
-	return fmt.Sprintf("%s_%d", addr, port)
+	return addr + "_" + strconv.FormatUint(uint64(port), 10)
 }
 
 // GRPCListenerName is the API listener name proxyless gRPC clients ask for: "HOST:PORT".
 func GRPCListenerName(host string, port uint32) string {
-	return fmt.Sprintf("%s:%d", host, port)
+	return host + ":" + strconv.FormatUint(uint64(port), 10)
 }

@@ -4,6 +4,8 @@
 package translate
 
 import (
+	"maps"
+
 	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/internal/config"
@@ -47,4 +49,24 @@ func (r *Resources) ByType(typeURL string) map[string]proto.Message {
 		return r.Endpoints
 	}
 	return nil
+}
+
+// Merge adds o's resources and warnings to r. Names are expected not to
+// collide (outbound and inbound resources have distinct names); on a
+// collision o wins.
+func (r *Resources) Merge(o *Resources) {
+	merge := func(dst *map[string]proto.Message, src map[string]proto.Message) {
+		if len(src) == 0 {
+			return
+		}
+		if *dst == nil {
+			*dst = make(map[string]proto.Message, len(src))
+		}
+		maps.Copy(*dst, src)
+	}
+	merge(&r.Listeners, o.Listeners)
+	merge(&r.Routes, o.Routes)
+	merge(&r.Clusters, o.Clusters)
+	merge(&r.Endpoints, o.Endpoints)
+	r.Warnings = append(r.Warnings, o.Warnings...)
 }

@@ -4,20 +4,23 @@
 // and nothing about what is sent: a Generator (translate) builds the
 // resources. It never imports Kubernetes.
 //
-// Streaming and caching are go-control-plane's (pkg/server/v3 and its
-// SnapshotCache keyed by node id). This package adds, through server
-// callbacks: parsing the node into a model.Proxy and setting its snapshot
-// before the cache answers the first request; generation shared by proxy
-// class; content-hash versions per type so unchanged types are not resent;
-// endpoint-only pushes; a guard against NACK resend loops (see
-// onSotWRequest); and a second, non-ADS cache for proxyless gRPC (see New).
+// Streaming is go-control-plane's (pkg/server/v3). State-of-the-world
+// streams and proxyless gRPC are answered by its SnapshotCache keyed by
+// node id; delta streams of Envoy-like proxies by this package's
+// deltaCache, which sends class-wide pre-marshalled resources and diffs
+// classes rather than proxies (see deltaCache for why). This package adds,
+// through server callbacks: parsing the node into a model.Proxy and
+// setting its snapshot before the cache answers the first request;
+// generation shared by proxy class, in parallel, split into an outbound
+// part shared by proxies that differ only in IPs and workload and a cheap
+// inbound part (SplitGenerator); content-hash versions per resource and
+// type so unchanged types are not resent; endpoint-only pushes; a guard
+// against NACK resend loops (see onSotWRequest); and a second, non-ADS
+// cache for proxyless gRPC (see New).
 //
-// Known cost of go-control-plane's server: each stream marshals what it
-// sends itself (its cachedResource is per response), so a change costs
-// marshalling per proxy even when a thousand proxies share one snapshot,
-// and every ACK re-evaluates the watch under the cache's single lock.
-// Sharing marshalled bytes per class would need our own cache and
-// response types; bench/xdsload measures where this starts to matter.
+// Known cost left in the SnapshotCache path (SotW, proxyless gRPC): each
+// response copies and hashes its resources again and every ACK re-diffs
+// the type under the cache's single lock. bench/xdsload measures delta.
 package xds
 
 import (
@@ -28,6 +31,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -93,7 +97,8 @@ type Server struct {
 	log     *slog.Logger
 	clock   Clock
 	metrics *metrics
-	cache   cache.SnapshotCache // ADS-ordered, for Envoy-like proxies
+	cache   cache.SnapshotCache // ADS-ordered, for Envoy-like proxies' SotW streams
+	delta   *deltaCache         // Envoy-like proxies' delta streams
 	grpc    cache.SnapshotCache // unordered, for proxyless gRPC (see New)
 	xds     serverv3.Server
 	ctx     context.Context
@@ -104,9 +109,11 @@ type Server struct {
 	// proxy never misses a push nor keeps a snapshot after it left. Stream
 	// goroutines take it only on their first request and on close, never
 	// for ACKs.
-	pushMu  sync.Mutex
-	pushed  *model.Snapshot        // model of the last push; guarded by pushMu
-	classes map[string]*classEntry // generation cache for pushed; guarded by pushMu
+	pushMu sync.Mutex
+	pushed *model.Snapshot // model of the last push; guarded by pushMu
+	gen    *generation     // generated output for pushed; guarded by pushMu
+
+	split SplitGenerator // cfg.Generator if it implements SplitGenerator
 
 	mu           sync.Mutex // guards the fields below; held briefly, never across generation
 	latest       *model.Snapshot
@@ -128,12 +135,13 @@ type streamKey struct {
 type nodeState struct {
 	id          string
 	proxy       *model.Proxy
-	class       string
+	class       string // ClassKey
+	outKey      string // OutboundClassKey for a SplitGenerator, else class
 	streams     int
 	kind        string
 	connectedAt time.Time
 	types       map[string]*typeState
-	snap        *cache.Snapshot
+	snap        *snapshot
 }
 
 func (n *nodeState) typeState(typeURL string) *typeState {
@@ -177,10 +185,11 @@ func New(cfg Config) *Server {
 		log:     cfg.Logger.With("component", "xds"),
 		clock:   cfg.Clock,
 		kick:    make(chan struct{}, 1),
-		classes: map[string]*classEntry{},
+		gen:     newGeneration(),
 		nodes:   map[string]*nodeState{},
 		streams: map[streamKey]string{},
 	}
+	s.split, _ = cfg.Generator.(SplitGenerator)
 	m, err := newMetrics(reg)
 	if err != nil {
 		s.log.Warn("registering metrics", "error", err)
@@ -194,11 +203,18 @@ func New(cfg Config) *Server {
 	// listener "host:port", its route and cluster), so they would never be
 	// answered; their cache runs without ADS mode and filters by name.
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, cpLogger{s.log})
+	// Delta streams of Envoy-like proxies get deltaCache (see there why).
 	s.grpc = cache.NewSnapshotCache(false, cache.IDHash{}, cpLogger{s.log})
+	s.delta = newDeltaCache()
 	mux := &cache.MuxCache{
-		Classify:      func(r *cache.Request) string { return s.cacheKey(r.GetNode().GetId()) },
-		ClassifyDelta: func(r *cache.DeltaRequest) string { return s.cacheKey(r.GetNode().GetId()) },
-		Caches:        map[string]cache.Cache{"ads": s.cache, "grpc": s.grpc},
+		Classify: func(r *cache.Request) string { return s.cacheKey(r.GetNode().GetId()) },
+		ClassifyDelta: func(r *cache.DeltaRequest) string {
+			if k := s.cacheKey(r.GetNode().GetId()); k != "ads" {
+				return k
+			}
+			return "delta"
+		},
+		Caches: map[string]cache.Cache{"ads": s.cache, "grpc": s.grpc, "delta": s.delta},
 	}
 	s.xds = serverv3.NewServer(s.ctx, mux, callbacks{s})
 	return s
@@ -277,6 +293,12 @@ func (s *Server) Run(ctx context.Context) error {
 // push regenerates every connected proxy class for the latest model and
 // hands changed snapshots to the cache, which sends only types whose
 // version changed (SotW) or resources whose hash changed (delta).
+//
+// Generation runs in phases, each part in parallel (bounded by
+// GOMAXPROCS): outbound (or whole-class) parts per outbound key, then, for
+// a SplitGenerator, inbound parts per class; then parts are joined into
+// entries by content, and entries whose versions did not change keep their
+// previous snapshot, so their proxies are not touched.
 func (s *Server) push() {
 	s.mu.Lock()
 	m, first := s.latest, s.firstPending
@@ -289,63 +311,104 @@ func (s *Server) push() {
 	s.pushMu.Lock()
 	defer s.pushMu.Unlock()
 	start := s.clock.Now()
-	prev := s.pushed
-	endpointOnly := endpointOnlyChange(prev, m)
+	endpointOnly := endpointOnlyChange(s.pushed, m)
+	prev := s.gen
 
 	s.mu.Lock()
 	nodes := slices.Collect(maps.Values(s.nodes))
 	s.mu.Unlock()
 
-	classes := make(map[string]*classEntry, len(s.classes))
-	changed := map[string]bool{}
-	failed := 0
+	// Distinct keys, each with a node to stand for it.
+	outNodes, classNodes := map[string]*nodeState{}, map[string]*nodeState{}
 	for _, n := range nodes {
-		if _, done := classes[n.class]; done {
-			continue
+		if outNodes[n.outKey] == nil {
+			outNodes[n.outKey] = n
 		}
-		old := s.classes[n.class]
-		var e *classEntry
+		if classNodes[n.class] == nil {
+			classNodes[n.class] = n
+		}
+	}
+	next := newGeneration()
+	memo := newWireMemo()
+	var failed atomic.Int64
+	fail := func(n *nodeState, err error) {
+		failed.Add(1)
+		s.log.Error("generation failed; proxies keep their previous config", "proxy", n.id, "error", err)
+	}
+
+	outKeys := slices.Collect(maps.Keys(outNodes))
+	outParts := make([]*part, len(outKeys))
+	parallel(len(outKeys), func(i int) {
+		k, n := outKeys[i], outNodes[outKeys[i]]
+		old := prev.outer[k]
+		var p *part
 		var err error
-		if endpointOnly && old != nil && ownEndpoints(m, old.proxy) == old.own {
-			e, err = generateEndpoints(s.cfg.Generator, m, old)
-		} else {
-			e, err = generateFull(s.cfg.Generator, m, n.class, classProxy(n.proxy, s.cfg.ClassMetadata))
+		switch {
+		case endpointOnly && old != nil && (s.split != nil || ownEndpoints(m, old.proxy) == old.own):
+			p, err = generateEndpoints(s.cfg.Generator, m, old, memo)
+		case s.split != nil:
+			p, err = generateOutbound(s.split, m, outboundProxy(n.proxy, s.cfg.ClassMetadata), memo)
+		default:
+			p, err = generateWhole(s.cfg.Generator, m, classProxy(n.proxy, s.cfg.ClassMetadata), memo)
 		}
 		if err != nil {
-			// Keep serving the last good config for this class.
-			failed++
-			s.log.Error("generation failed; proxies keep their previous config", "proxy", n.id, "error", err)
-			if old != nil {
-				classes[n.class] = old
+			fail(n, err)
+			p = old // keep serving the last good config, if any
+		}
+		outParts[i] = p
+	})
+	for i, k := range outKeys {
+		if outParts[i] != nil {
+			next.outer[k] = outParts[i]
+		}
+	}
+	if s.split != nil {
+		classKeys := slices.Collect(maps.Keys(classNodes))
+		inParts := make([]*part, len(classKeys))
+		parallel(len(classKeys), func(i int) {
+			k, n := classKeys[i], classNodes[classKeys[i]]
+			p, err := generateInbound(s.split, m, classProxy(n.proxy, s.cfg.ClassMetadata), memo)
+			if err != nil {
+				fail(n, err)
+				p = prev.inner[k]
 			}
+			inParts[i] = p
+		})
+		for i, k := range classKeys {
+			if inParts[i] != nil {
+				next.inner[k] = inParts[i]
+			}
+		}
+	}
+
+	changed := map[string]bool{}
+	for k, n := range classNodes {
+		e := next.entry(k, n.outKey, prev)
+		if e == nil {
 			continue
 		}
-		same := old != nil
-		for t, ts := range e.sets {
-			if old == nil || old.sets[t].version != ts.version {
-				changed[shortType(t)] = true
-				same = false
+		if old := prev.classes[k]; old != e {
+			for t, ts := range e.sets {
+				if old == nil || old.sets[t].version != ts.version {
+					changed[shortType(t)] = true
+				}
 			}
 		}
-		if same {
-			e.snap = old.snap
-		}
-		classes[n.class] = e
 	}
+	generated := s.clock.Now()
 	updated := 0
 	for _, n := range nodes {
-		e := classes[n.class]
+		e := next.classes[n.class]
 		if e == nil || n.snap == e.snap {
 			continue
 		}
-		if err := s.cacheFor(n.proxy).SetSnapshot(s.ctx, n.id, e.snap); err != nil {
+		if err := s.setSnapshot(n, e.snap); err != nil {
 			s.log.Error("set snapshot", "proxy", n.id, "error", err)
 			continue
 		}
-		n.snap = e.snap
 		updated++
 	}
-	s.classes, s.pushed = classes, m
+	s.gen, s.pushed = next, m
 
 	end := s.clock.Now()
 	dur := end.Sub(start)
@@ -354,8 +417,45 @@ func (s *Server) push() {
 	if !first.IsZero() {
 		s.metrics.convergence.Observe(end.Sub(first).Seconds())
 	}
-	s.log.Info("push", "version", m.Version, "proxies", len(nodes), "updated", updated, "classes", len(classes),
-		"endpointOnly", endpointOnly, "changed", slices.Sorted(maps.Keys(changed)), "failed", failed, "duration", dur)
+	s.log.Info("push", "version", m.Version, "proxies", len(nodes), "updated", updated, "classes", len(classNodes),
+		"outboundClasses", len(outKeys), "snapshots", len(next.entries), "endpointOnly", endpointOnly,
+		"changed", slices.Sorted(maps.Keys(changed)), "failed", failed.Load(), "duration", dur, "generation", generated.Sub(start))
+}
+
+// generation is the generated output for one pushed model; guarded by pushMu.
+type generation struct {
+	outer   map[string]*part       // outbound (or whole-class) key -> part
+	inner   map[string]*part       // class key -> inbound part (SplitGenerator only)
+	entries map[string]*classEntry // classEntry.key -> entry
+	classes map[string]*classEntry // class key -> entry
+}
+
+func newGeneration() *generation {
+	return &generation{outer: map[string]*part{}, inner: map[string]*part{},
+		entries: map[string]*classEntry{}, classes: map[string]*classEntry{}}
+}
+
+// entry joins the parts of a class into its entry, sharing entries by
+// content within g and reusing prev's entry (and snapshot) when nothing
+// changed. It returns nil if the class has no outbound part.
+func (g *generation) entry(class, outKey string, prev *generation) *classEntry {
+	out := g.outer[outKey]
+	if out == nil {
+		return nil
+	}
+	e := newClassEntry(outKey, out, g.inner[class])
+	if have := g.entries[e.key]; have != nil {
+		e = have
+	} else {
+		if old := prev.entries[e.key]; old != nil && e.sameVersions(old) {
+			e = old
+		} else {
+			e.buildSnapshot()
+		}
+		g.entries[e.key] = e
+	}
+	g.classes[class] = e
+	return e
 }
 
 // join registers the stream's node on its first request and, if a model
@@ -382,6 +482,10 @@ func (s *Server) join(key streamKey, node *corev3.Node) (string, error) {
 	if n == nil {
 		n = &nodeState{id: proxy.ID, proxy: proxy, class: ClassKey(proxy, s.cfg.ClassMetadata),
 			connectedAt: s.clock.Now(), types: map[string]*typeState{}}
+		n.outKey = n.class
+		if s.split != nil {
+			n.outKey = OutboundClassKey(proxy, s.cfg.ClassMetadata)
+		}
 		s.nodes[proxy.ID] = n
 		s.metrics.connected.WithLabelValues(proxy.Type.String()).Inc()
 	}
@@ -393,21 +497,45 @@ func (s *Server) join(key streamKey, node *corev3.Node) (string, error) {
 	if n.snap != nil || s.pushed == nil {
 		return n.id, nil // already served, or nothing to serve until the first push
 	}
-	e := s.classes[n.class]
+	e := s.gen.classes[n.class]
 	if e == nil {
-		e, err = generateFull(s.cfg.Generator, s.pushed, n.class, classProxy(n.proxy, s.cfg.ClassMetadata))
-		if err != nil {
+		if e, err = s.generateClass(n); err != nil {
 			s.log.Error("generation failed for new proxy", "proxy", n.id, "error", err)
 			return n.id, nil
 		}
-		s.classes[n.class] = e
 	}
-	if err := s.cacheFor(n.proxy).SetSnapshot(s.ctx, n.id, e.snap); err != nil {
+	if err := s.setSnapshot(n, e.snap); err != nil {
 		s.log.Error("set snapshot", "proxy", n.id, "error", err)
-		return n.id, nil
 	}
-	n.snap = e.snap
 	return n.id, nil
+}
+
+// generateClass generates the missing parts of a joining node's class for
+// the pushed model, reusing parts other classes already have; pushMu must
+// be held.
+func (s *Server) generateClass(n *nodeState) (*classEntry, error) {
+	g := s.gen
+	if g.outer[n.outKey] == nil {
+		var p *part
+		var err error
+		if s.split != nil {
+			p, err = generateOutbound(s.split, s.pushed, outboundProxy(n.proxy, s.cfg.ClassMetadata), nil)
+		} else {
+			p, err = generateWhole(s.cfg.Generator, s.pushed, classProxy(n.proxy, s.cfg.ClassMetadata), nil)
+		}
+		if err != nil {
+			return nil, err
+		}
+		g.outer[n.outKey] = p
+	}
+	if s.split != nil && g.inner[n.class] == nil {
+		p, err := generateInbound(s.split, s.pushed, classProxy(n.proxy, s.cfg.ClassMetadata), nil)
+		if err != nil {
+			return nil, err
+		}
+		g.inner[n.class] = p
+	}
+	return g.entry(n.class, n.outKey, g), nil
 }
 
 // leave forgets a closed stream; the node's snapshot and status go with
@@ -432,6 +560,9 @@ func (s *Server) leave(key streamKey) {
 	s.mu.Unlock()
 	if last {
 		s.cacheFor(n.proxy).ClearSnapshot(id)
+		if n.proxy.Type != model.ProxyGRPC {
+			s.delta.ClearSnapshot(id)
+		}
 	}
 }
 
@@ -445,7 +576,21 @@ func (s *Server) cacheKey(id string) string {
 	return "ads"
 }
 
-// cacheFor returns the cache serving p.
+// setSnapshot hands a node its snapshot; pushMu must be held. Envoy-like
+// proxies get it in both the SotW and the delta cache (either may serve
+// their streams); each is cheap for a node without watches there.
+func (s *Server) setSnapshot(n *nodeState, snap *snapshot) error {
+	if err := s.cacheFor(n.proxy).SetSnapshot(s.ctx, n.id, snap); err != nil {
+		return err
+	}
+	if n.proxy.Type != model.ProxyGRPC {
+		s.delta.SetSnapshot(n.id, snap)
+	}
+	n.snap = snap
+	return nil
+}
+
+// cacheFor returns the SotW cache serving p (and its delta cache for proxyless gRPC).
 func (s *Server) cacheFor(p *model.Proxy) cache.SnapshotCache {
 	if p.Type == model.ProxyGRPC {
 		return s.grpc
