@@ -10,6 +10,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/translate"
+	"github.com/weftmesh/weft/internal/xds"
 )
 
 // warningGenerator wraps translate.Generator so that config a proxy cannot
@@ -43,6 +44,33 @@ func (w *warningGenerator) Generate(in translate.Input) (*translate.Resources, e
 	w.record(res.Warnings)
 	return res, nil
 }
+
+// GenerateOutbound implements xds.SplitGenerator.
+func (w *warningGenerator) GenerateOutbound(in translate.Input) (*translate.Resources, error) {
+	res, err := w.gen.GenerateOutbound(in)
+	if err != nil {
+		return nil, err
+	}
+	w.record(res.Warnings)
+	return res, nil
+}
+
+// GenerateInbound implements xds.SplitGenerator.
+func (w *warningGenerator) GenerateInbound(in translate.Input) (*translate.Resources, error) {
+	res, err := w.gen.GenerateInbound(in)
+	if err != nil {
+		return nil, err
+	}
+	w.record(res.Warnings)
+	return res, nil
+}
+
+// The wrapper must keep every optional fast path of the generator it wraps.
+var (
+	_ xds.Generator         = (*warningGenerator)(nil)
+	_ xds.EndpointGenerator = (*warningGenerator)(nil)
+	_ xds.SplitGenerator    = (*warningGenerator)(nil)
+)
 
 // GenerateEndpoints implements xds.EndpointGenerator.
 func (w *warningGenerator) GenerateEndpoints(in translate.Input) (map[string]proto.Message, error) {
