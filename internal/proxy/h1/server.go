@@ -332,6 +332,7 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 	bodyBuffered := !req.chunked && int64(cn.rd.buffered()) >= req.contentLength
 	canRetry := isIdempotent(req.method) && (!hasBody || bodyBuffered) && !req.upgrade
 
+	var bodyCh chan bodyResult
 	uc, reused, err := s.pool.get(d.Upstream, deadline)
 	if err != nil {
 		sum.Err = err
@@ -360,20 +361,39 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 			sum.Err = err
 			return cn.failEarly(sum, err)
 		}
-		if hasBody {
-			if bodyBuffered {
-				if attempt == 0 {
-					cn.rd.r += int(req.contentLength)
-					sum.BytesIn = req.contentLength
+		if hasBody && bodyBuffered && attempt == 0 {
+			cn.rd.r += int(req.contentLength)
+			sum.BytesIn = req.contentLength
+		}
+		if hasBody && !bodyBuffered {
+			if req.expectContinue {
+				// Like Envoy's default, the proxy answers 100-continue
+				// itself and strips Expect: the next hop sees a plain request.
+				if _, err := io.WriteString(cn.c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+					s.pool.discard(uc)
+					sum.Err = err
+					return false
 				}
-			} else if !cn.streamRequestBody(req, uc, sum) {
-				return false
 			}
+			bodyCh = cn.startRequestBody(req, uc)
 		}
 		n0 := uc.rd.n
 		err = cn.readResponseHead(req, uc)
 		if err == nil {
 			break
+		}
+		if bodyCh != nil {
+			br := cn.stopRequestBody(uc, bodyCh)
+			s.pool.discard(uc)
+			sum.Err, sum.BytesIn = err, br.n
+			req.closeAfter = true // the body position is unknown now
+			if br.err != nil && br.err.err == errBadChunk {
+				sum.Status = http.StatusBadRequest
+				cn.writeLocal(sum.Status, errBadChunk.Reason, nil, true, false, nil)
+				return false
+			}
+			cn.failEarly(sum, err)
+			return false
 		}
 		if retry && uc.rd.n == n0 && isConnLost(err) {
 			s.pool.discard(uc)
@@ -392,11 +412,25 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 	resp := &uc.resp
 	if resp.status == http.StatusSwitchingProtocols {
 		if !req.upgrade {
+			if bodyCh != nil {
+				cn.stopRequestBody(uc, bodyCh)
+				s.pool.discard(uc)
+				req.closeAfter = true
+				sum.Err = errUpstreamHead
+				cn.failEarly(sum, errUpstreamHead)
+				return false
+			}
 			s.pool.discard(uc)
 			sum.Err = errUpstreamHead
 			return cn.failEarly(sum, errUpstreamHead)
 		}
 		sum.Status = resp.status
+		if bodyCh != nil {
+			if br := <-bodyCh; br.err != nil {
+				s.pool.discard(uc)
+				return false
+			}
+		}
 		cn.tunnel(req, d, uc)
 		return false
 	}
@@ -428,9 +462,25 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 	if berr != nil {
 		// Mid-body failure: the client cannot be told; closing the
 		// connection is the only honest signal.
+		if bodyCh != nil {
+			cn.stopRequestBody(uc, bodyCh)
+		}
 		s.pool.discard(uc)
 		sum.Err = berr.err
 		return false
+	}
+	if bodyCh != nil {
+		br, finished := cn.awaitRequestBody(uc, bodyCh)
+		sum.BytesIn = br.n
+		if !finished || br.err != nil {
+			// The upstream answered before taking the whole body (or the
+			// body failed): neither side can be resynchronised.
+			s.pool.discard(uc)
+			if br.err != nil {
+				sum.Err = br.err.err
+			}
+			return false
+		}
 	}
 	if resp.closeAfter || closeDelimited || uc.rd.buffered() != 0 {
 		s.pool.discard(uc)
@@ -440,46 +490,62 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 	return !clientClose
 }
 
-// streamRequestBody copies a body that is not fully buffered.
-func (cn *conn) streamRequestBody(req *Request, uc *upConn, sum *Summary) bool {
-	if req.expectContinue {
-		// Like Envoy's default, the proxy answers 100-continue itself and
-		// strips Expect upstream: the next hop sees a plain request.
-		if _, err := io.WriteString(cn.c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
-			cn.srv.pool.discard(uc)
-			return false
+type bodyResult struct {
+	n   int64
+	err *bodyErr
+}
+
+// startRequestBody streams a request body that is not fully buffered on a
+// second goroutine, so the upstream may answer early or full-duplex while
+// the body is still flowing. It owns cn.rd and uc.w until it reports.
+func (cn *conn) startRequestBody(req *Request, uc *upConn) chan bodyResult {
+	ch := make(chan bodyResult, 1)
+	go func() {
+		var r bodyResult
+		if req.chunked {
+			r.n, r.err = copyChunked(&uc.w, &cn.rd, false)
+		} else {
+			r.n, r.err = copyLength(&uc.w, &cn.rd, req.contentLength)
 		}
-	}
-	var n int64
-	var berr *bodyErr
-	if req.chunked {
-		n, berr = copyChunked(&uc.w, &cn.rd, false)
-	} else {
-		n, berr = copyLength(&uc.w, &cn.rd, req.contentLength)
-	}
-	if berr == nil {
-		if err := uc.w.flush(); err != nil {
-			berr = &bodyErr{false, err}
+		if r.err == nil {
+			if err := uc.w.flush(); err != nil {
+				r.err = &bodyErr{false, err}
+			}
 		}
+		if r.err != nil {
+			// Unblock the response reader: this exchange is over.
+			uc.conn.Close()
+		}
+		ch <- r
+	}()
+	return ch
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// stopRequestBody aborts a streaming body and waits for its goroutine.
+func (cn *conn) stopRequestBody(uc *upConn, ch chan bodyResult) bodyResult {
+	uc.conn.Close()
+	_ = cn.c.SetReadDeadline(aLongTimeAgo)
+	return <-ch
+}
+
+// awaitRequestBody waits briefly for the body goroutine after the response
+// completed; finished is false if it had to be aborted.
+func (cn *conn) awaitRequestBody(uc *upConn, ch chan bodyResult) (bodyResult, bool) {
+	select {
+	case r := <-ch:
+		return r, true
+	default:
 	}
-	sum.BytesIn = n
-	if berr == nil {
-		return true
+	t := time.NewTimer(100 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r, true
+	case <-t.C:
+		return cn.stopRequestBody(uc, ch), false
 	}
-	cn.srv.pool.discard(uc)
-	sum.Err = berr.err
-	switch {
-	case berr.err == errBadChunk:
-		sum.Status = http.StatusBadRequest
-		cn.writeLocal(sum.Status, errBadChunk.Reason, nil, true, false, nil)
-	case berr.src && isTimeout(berr.err):
-		sum.Status = http.StatusRequestTimeout
-		cn.writeLocal(sum.Status, "request body timeout", nil, true, false, nil)
-	case !berr.src:
-		sum.Status = http.StatusBadGateway
-		cn.writeLocal(sum.Status, "upstream_write_error", nil, true, false, nil)
-	}
-	return false
 }
 
 // readResponseHead reads the final response head, forwarding 1xx interim
