@@ -121,6 +121,8 @@ type Request struct {
 	closeAfter     bool // client asked to close / HTTP/1.0 without keep-alive
 	expectContinue bool
 	upgrade        bool // Connection: upgrade + Upgrade present
+
+	parser reqParser
 }
 
 // Method returns the request method, e.g. "GET".
@@ -165,8 +167,8 @@ func (r *Request) VisitHeaders(fn func(name, value []byte)) {
 }
 
 func (r *Request) reset() {
-	h := r.headers[:0]
-	*r = Request{headers: h, contentLength: -1}
+	h, remote := r.headers[:0], r.remote
+	*r = Request{headers: h, remote: remote, contentLength: -1}
 }
 
 // equalFold reports whether b equals s ignoring ASCII case.

@@ -16,8 +16,11 @@ type requestState struct {
 // parseRequest reads one request head from rd into req.
 func parseRequest(rd *reader, lim limits, req *Request) error {
 	req.reset()
-	p := reqParser{req: req, lim: lim}
-	if err := readHead(rd, lim, &p, errURITooLong, errHeadTooLarge); err != nil {
+	// The parser state lives inside Request so passing it as a headSink
+	// does not allocate.
+	p := &req.parser
+	p.req, p.lim = req, lim
+	if err := readHead(rd, lim, p, errURITooLong, errHeadTooLarge); err != nil {
 		return err
 	}
 	return p.finish()
