@@ -141,7 +141,15 @@ func TestNoLeaks(t *testing.T) {
 	}
 }
 
+// fds counts open sockets; io.Copy's splice pipes are pooled by the
+// runtime and freed lazily, so they are not counted.
 func fds() int {
-	e, _ := os.ReadDir("/proc/self/fd")
-	return len(e)
+	ents, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, e := range ents {
+		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); len(l) > 7 && l[:7] == "socket:" {
+			n++
+		}
+	}
+	return n
 }
