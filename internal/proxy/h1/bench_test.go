@@ -76,7 +76,7 @@ func startRawEcho(b *testing.B) string {
 
 type nopObserver struct{}
 
-func (nopObserver) RequestStart(*Request)         {}
+func (nopObserver) RequestStart(*Request)        {}
 func (nopObserver) RequestEnd(*Request, Summary) {}
 
 // BenchmarkProxyRoundTrip measures one keep-alive 1 KiB POST through the

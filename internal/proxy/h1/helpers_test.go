@@ -122,4 +122,3 @@ func mustRead(t testing.TB, r io.Reader) string {
 	}
 	return string(b)
 }
-
