@@ -3,11 +3,13 @@ package h1
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // byteConn feeds a fixed input to the parser in small reads.
@@ -44,6 +46,12 @@ func FuzzParseRequest(f *testing.F) {
 		f.Add([]byte(s), uint8(0))
 	}
 	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		// Go's fuzzer has no per-input timeout: crash loudly on a hang so
+		// the input is recorded.
+		watchdog := time.AfterFunc(10*time.Second, func() {
+			panic(fmt.Sprintf("parser hang on %q step %d", in, step))
+		})
+		defer watchdog.Stop()
 		rd := reader{conn: &byteConn{r: bytes.NewReader(in), step: int(step)}, buf: make([]byte, 4096+bodyArea)}
 		req := Request{headers: make([]Header, 0, 8)}
 		lim := limits{maxLine: 1024, maxHead: 4096, maxHeaders: 32}

@@ -274,7 +274,7 @@ func (cn *conn) exchange(start time.Time) bool {
 	var sum Summary
 	var keep bool
 	if d.Status != 0 {
-		keep = cn.skipBody()
+		keep = cn.skipBody() && !s.shutdown.Load()
 		cn.writeLocal(d.Status, d.Reason, d.Body, !keep || req.closeAfter, string(req.method) == "HEAD", &d)
 		sum.Status = d.Status
 	} else {

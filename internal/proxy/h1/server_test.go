@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -654,4 +655,68 @@ func TestSlowlorisHeaderTimeout(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("took %v", d)
 	}
+}
+
+func TestEarlyUpstreamAnswerAndHooks(t *testing.T) {
+	// The upstream rejects a large upload without reading it.
+	up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	})
+	var mu sync.Mutex
+	var done []int
+	obs := &recObserver{}
+	router := RouterFunc(func(*Request) Decision {
+		return Decision{Upstream: up, Done: func(st int, _ error) { mu.Lock(); done = append(done, st); mu.Unlock() }}
+	})
+	_, addr := startProxy(t, Config{Router: router, Observer: obs})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\npartial")
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != 413 {
+		t.Fatalf("got %v %v, want 413", resp, err)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Errorf("early answer took %v", time.Since(start))
+	}
+	// The client connection cannot be resynchronised and must close.
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		mu.Lock()
+		n := len(done)
+		mu.Unlock()
+		if n == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(done) != 1 || done[0] != 413 {
+		t.Errorf("Done calls %v", done)
+	}
+	if obs.starts.Load() != 1 || obs.ends.Load() != 1 || obs.lastStatus.Load() != 413 {
+		t.Errorf("observer start=%d end=%d status=%d", obs.starts.Load(), obs.ends.Load(), obs.lastStatus.Load())
+	}
+}
+
+type recObserver struct {
+	starts, ends, lastStatus atomic.Int64
+}
+
+func (o *recObserver) RequestStart(*Request) { o.starts.Add(1) }
+func (o *recObserver) RequestEnd(_ *Request, s Summary) {
+	o.lastStatus.Store(int64(s.Status))
+	o.ends.Add(1)
 }
