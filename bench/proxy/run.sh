@@ -84,7 +84,7 @@ wait_port() {
 
 start_backend() {
 	pin fortio server -http-port "127.0.0.1:$BACKEND_PORT" -grpc-port disabled \
-		-redirect-port disabled -echo-debug-path "" -loglevel Warning >"$WORK/backend.log" 2>&1 &
+		-redirect-port disabled -tcp-port disabled -udp-port disabled -echo-debug-path "" -loglevel Warning >"$WORK/backend.log" 2>&1 &
 	PIDS+=($!)
 	wait_port $BACKEND_PORT
 }
