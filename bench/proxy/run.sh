@@ -70,7 +70,10 @@ log "building h1bench"
 (cd "$ROOT" && go build -o "$WORK/h1bench" ./bench/proxy/cmd/h1bench)
 
 # --- servers -----------------------------------------------------------------
-pin() { taskset -c "$SERVER_CPU" "$@"; }
+# Arrays, not functions: a backgrounded function runs in a subshell whose
+# pid ($!) is not the server's, so it could be neither measured nor killed.
+PIN=(taskset -c "$SERVER_CPU")
+LOAD=(timeout "$((DUR + MAXDUR + 60))" taskset -c "$CLIENT_CPU") # every load run is time-bounded
 
 wait_port() {
 	local port=$1
@@ -83,7 +86,7 @@ wait_port() {
 }
 
 start_backend() {
-	pin fortio server -http-port "127.0.0.1:$BACKEND_PORT" -grpc-port disabled \
+	"${PIN[@]}" fortio server -http-port "127.0.0.1:$BACKEND_PORT" -grpc-port disabled \
 		-redirect-port disabled -tcp-port disabled -udp-port disabled -echo-debug-path "" -loglevel Warning >"$WORK/backend.log" 2>&1 &
 	PIDS+=($!)
 	wait_port $BACKEND_PORT
@@ -97,7 +100,7 @@ start_proxy() {
 	weft)
 		local prof=()
 		[[ "${BENCH_PROFILE:-0}" == 1 ]] && prof=(-cpuprofile "$RESULTS/h1bench.pprof")
-		pin "$WORK/h1bench" -listen "127.0.0.1:$port" -upstream "127.0.0.1:$BACKEND_PORT" "${prof[@]}" \
+		"${PIN[@]}" "$WORK/h1bench" -listen "127.0.0.1:$port" -upstream "127.0.0.1:$BACKEND_PORT" "${prof[@]}" \
 			>"$WORK/weft.log" 2>&1 &
 		SRV_PID=$!
 		;;
@@ -128,7 +131,7 @@ http {
   }
 }
 EOF
-		pin nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/stdout.log" 2>&1 &
+		"${PIN[@]}" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/stdout.log" 2>&1 &
 		PIDS+=($!)
 		wait_port "$port"
 		# Measure the single worker (the master is idle).
@@ -152,7 +155,7 @@ frontend fe
 backend be
   server s1 127.0.0.1:$BACKEND_PORT
 EOF
-		pin haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+		"${PIN[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 		SRV_PID=$!
 		;;
 	caddy)
@@ -160,14 +163,13 @@ EOF
 {
 	admin off
 	auto_https off
-	persist_config off
 }
 http://127.0.0.1:$port {
 	reverse_proxy 127.0.0.1:$BACKEND_PORT
 }
 EOF
 		XDG_DATA_HOME="$WORK/caddy" XDG_CONFIG_HOME="$WORK/caddy" HOME="$WORK" \
-			pin caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
+			"${PIN[@]}" caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
 		SRV_PID=$!
 		;;
 	esac
@@ -193,13 +195,19 @@ hwm_kb() {
 	awk '/VmHWM/{print $2}' "/proc/$1/status"
 }
 
-load() { taskset -c "$CLIENT_CPU" "$@"; }
 
 cat >"$WORK/post.lua" <<'EOF'
 wrk.method = "POST"
 wrk.body = string.rep("a", 1024)
 wrk.headers["Content-Type"] = "application/octet-stream"
 EOF
+
+for p in "${PORT[@]}"; do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+		log "port $p is already in use; stop whatever listens there first"
+		exit 1
+	fi
+done
 
 # --- run -----------------------------------------------------------------------
 mkdir -p "$RESULTS"
@@ -212,13 +220,13 @@ for name in $TARGETS; do
 	url="http://127.0.0.1:$port/echo"
 	log "== $name"
 	start_proxy "$name"
-	load fortio load -quiet -qps 1000 -c 16 -t "${WARM}s" -uniform -payload-size 1024 "$url" >/dev/null 2>&1
+	"${LOAD[@]}" fortio load -quiet -qps 1000 -c 16 -t "${WARM}s" -uniform -payload-size 1024 "$url" >/dev/null 2>&1
 	t0=$(cpu_ticks "$SRV_PID")
-	load fortio load -quiet -qps 1000 -c 16 -t "${DUR}s" -uniform -payload-size 1024 \
+	"${LOAD[@]}" fortio load -quiet -qps 1000 -c 16 -t "${DUR}s" -uniform -payload-size 1024 \
 		-p "50,90,99,99.9" -json "$WORK/$name-lat.json" "$url" >/dev/null 2>&1
 	t1=$(cpu_ticks "$SRV_PID")
-	load fortio load -quiet -qps 0 -c 16 -t "${MAXDUR}s" -payload-size 1024 -json "$WORK/$name-max.json" "$url" >/dev/null 2>&1
-	load wrk -t1 -c16 -d"${MAXDUR}s" -s "$WORK/post.lua" "$url" >"$WORK/$name-wrk.txt" 2>&1
+	"${LOAD[@]}" fortio load -quiet -qps 0 -c 16 -t "${MAXDUR}s" -payload-size 1024 -json "$WORK/$name-max.json" "$url" >/dev/null 2>&1
+	"${LOAD[@]}" wrk -t1 -c16 -d"${MAXDUR}s" -s "$WORK/post.lua" "$url" >"$WORK/$name-wrk.txt" 2>&1
 	hwm=$(hwm_kb "$SRV_PID")
 	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$((t1 - t0))" "$hwm" "$WORK/$name-lat.json" "$WORK/$name-max.json" "$WORK/$name-wrk.txt" >>"$TSV"
 	stop_proxy "$name"
