@@ -223,7 +223,7 @@ for name in $TARGETS; do
 	"${LOAD[@]}" fortio load -quiet -qps 1000 -c 16 -t "${WARM}s" -uniform -payload-size 1024 "$url" >/dev/null 2>&1
 	t0=$(cpu_ticks "$SRV_PID")
 	"${LOAD[@]}" fortio load -quiet -qps 1000 -c 16 -t "${DUR}s" -uniform -payload-size 1024 \
-		-p "50,90,99,99.9" -json "$WORK/$name-lat.json" "$url" >/dev/null 2>&1
+		-r 0.00001 -p "50,90,99,99.9" -json "$WORK/$name-lat.json" "$url" >/dev/null 2>&1
 	t1=$(cpu_ticks "$SRV_PID")
 	"${LOAD[@]}" fortio load -quiet -qps 0 -c 16 -t "${MAXDUR}s" -payload-size 1024 -json "$WORK/$name-max.json" "$url" >/dev/null 2>&1
 	"${LOAD[@]}" wrk -t1 -c16 -d"${MAXDUR}s" -s "$WORK/post.lua" "$url" >"$WORK/$name-wrk.txt" 2>&1

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"time"
 )
 
 // reader is a bufio-like reader whose buffer also stores the current
@@ -15,6 +16,19 @@ type reader struct {
 	r, w int
 	base int
 	n    int64 // total bytes read from conn, for retry safety
+
+	// pendingDeadline, if set, is applied before the next blocking read.
+	// Most request heads arrive in the read that ended the idle wait, so
+	// the slowloris deadline costs nothing unless a head is fragmented.
+	pendingDeadline time.Time
+}
+
+// armDeadline applies a pending read deadline before blocking.
+func (rd *reader) armDeadline() {
+	if !rd.pendingDeadline.IsZero() {
+		_ = rd.conn.SetReadDeadline(rd.pendingDeadline)
+		rd.pendingDeadline = time.Time{}
+	}
 }
 
 // fill reads once from the connection into buf[w:], at most max bytes

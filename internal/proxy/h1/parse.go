@@ -177,6 +177,7 @@ func readHead(rd *reader, lim limits, sink headSink, lineErr, headErr error) err
 				}
 				return headErr
 			}
+			rd.armDeadline()
 			if err := rd.fill(0); err != nil {
 				return err
 			}

@@ -162,8 +162,9 @@ func (p *Pool) dial(addr string, deadline time.Time) (*upConn, error) {
 // put returns a healthy connection for reuse, or closes it if the pool is
 // full or closed.
 func (p *Pool) put(uc *upConn) {
+	// The old deadline stays armed while idle (no I/O happens then); get's
+	// caller always sets a fresh one, saving two timer updates per request.
 	uc.idleAt = time.Now()
-	_ = uc.conn.SetDeadline(time.Time{})
 	p.mu.Lock()
 	h := p.hosts[uc.addr]
 	if p.closed || h == nil || len(h.idle) >= p.cfg.MaxIdlePerHost {

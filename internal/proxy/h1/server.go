@@ -247,8 +247,10 @@ func (cn *conn) serve() {
 			}
 		}
 		start := time.Now()
-		_ = cn.c.SetReadDeadline(start.Add(s.cfg.ReadHeaderTimeout))
-		if err := parseRequest(&cn.rd, s.lim, &cn.req); err != nil {
+		cn.rd.pendingDeadline = start.Add(s.cfg.ReadHeaderTimeout)
+		err := parseRequest(&cn.rd, s.lim, &cn.req)
+		cn.rd.pendingDeadline = time.Time{}
+		if err != nil {
 			if pe, ok := err.(*protoError); ok {
 				cn.writeLocal(pe.Status, pe.Reason, nil, true, false, nil)
 			} else if isTimeout(err) {
@@ -326,7 +328,6 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 	if timeout > 0 {
 		deadline = start.Add(timeout)
 	}
-	_ = cn.c.SetReadDeadline(deadline)
 
 	hasBody := req.chunked || req.contentLength > 0
 	bodyBuffered := !req.chunked && int64(cn.rd.buffered()) >= req.contentLength
@@ -375,6 +376,8 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 					return false
 				}
 			}
+			// Only a streamed body reads the client during the exchange.
+			_ = cn.c.SetReadDeadline(deadline)
 			bodyCh = cn.startRequestBody(req, uc)
 		}
 		n0 := uc.rd.n
