@@ -251,6 +251,7 @@ func (cn *conn) serve() {
 		err := parseRequest(&cn.rd, s.lim, &cn.req)
 		cn.rd.pendingDeadline = time.Time{}
 		if err != nil {
+			_ = cn.c.SetWriteDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 			if pe, ok := err.(*protoError); ok {
 				cn.writeLocal(pe.Status, pe.Reason, nil, true, false, nil)
 			} else if isTimeout(err) {
@@ -273,6 +274,17 @@ func (cn *conn) exchange(start time.Time) bool {
 		s.cfg.Observer.RequestStart(req)
 	}
 	d := s.cfg.Router.Route(req)
+	// Writes to the client share the request deadline, so a client that
+	// stops reading cannot pin this goroutine and an upstream connection.
+	timeout := d.Timeout
+	if timeout == 0 {
+		timeout = s.cfg.RequestTimeout
+	}
+	var wd time.Time
+	if timeout > 0 {
+		wd = start.Add(timeout)
+	}
+	_ = cn.c.SetWriteDeadline(wd)
 	var sum Summary
 	var keep bool
 	if d.Status != 0 {
