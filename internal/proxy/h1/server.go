@@ -251,7 +251,6 @@ func (cn *conn) serve() {
 		err := parseRequest(&cn.rd, s.lim, &cn.req)
 		cn.rd.pendingDeadline = time.Time{}
 		if err != nil {
-			_ = cn.c.SetWriteDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 			if pe, ok := err.(*protoError); ok {
 				cn.writeLocal(pe.Status, pe.Reason, nil, true, false, nil)
 			} else if isTimeout(err) {
@@ -682,6 +681,9 @@ func (cn *conn) writeLocal(status int, reason string, body []byte, closeConn, he
 		}
 	}
 	cn.w.buf = b
+	// Local answers often follow an expired request deadline (504); give
+	// them their own short write window.
+	_ = cn.c.SetWriteDeadline(time.Now().Add(cn.srv.cfg.ReadHeaderTimeout))
 	_ = cn.w.flush()
 }
 

@@ -720,3 +720,49 @@ func (o *recObserver) RequestEnd(_ *Request, s Summary) {
 	o.lastStatus.Store(int64(s.Status))
 	o.ends.Add(1)
 }
+
+func TestPoolLimitsAndIdleExpiry(t *testing.T) {
+	release := make(chan struct{})
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	pool := NewPool(PoolConfig{MaxConnsPerHost: 1, IdleTimeout: 100 * time.Millisecond})
+	defer pool.Close()
+	_, addr := startProxy(t, Config{Router: staticRouter(up.addr()), Pool: pool})
+
+	slow := make(chan int, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/slow")
+		if err != nil {
+			slow <- 0
+			return
+		}
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	for deadline := time.Now().Add(3 * time.Second); ; {
+		if _, total := pool.Stats(up.addr()); total == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	resp := rawExchange(t, addr, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 503 || resp.Header.Get("X-Weft-Reason") != "upstream_overflow" {
+		t.Fatalf("over the limit: %d %q", resp.StatusCode, resp.Header.Get("X-Weft-Reason"))
+	}
+	close(release)
+	if st := <-slow; st != 200 {
+		t.Fatalf("slow request: %d", st)
+	}
+	if idle, total := pool.Stats(up.addr()); idle != 1 || total != 1 {
+		t.Fatalf("after request: idle=%d total=%d", idle, total)
+	}
+	// The sweeper closes it after IdleTimeout without any traffic.
+	got := settle(0, func() int { _, total := pool.Stats(up.addr()); return total })
+	if got != 0 {
+		t.Fatalf("idle connection not expired: total=%d", got)
+	}
+}
