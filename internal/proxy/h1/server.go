@@ -453,6 +453,7 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 	decode := resp.chunked && req.proto == HTTP10
 	closeDelimited := !noBody && !resp.chunked && resp.contentLength < 0
 	clientClose := req.closeAfter || s.shutdown.Load() || closeDelimited || decode
+	flushed := cn.w.n
 	cn.w.buf = appendResponseHead(cn.w.buf[:0], req, resp, d, noBody, decode, clientClose)
 	sum.Status = resp.status
 
@@ -474,13 +475,25 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 		}
 	}
 	if berr != nil {
-		// Mid-body failure: the client cannot be told; closing the
-		// connection is the only honest signal.
 		if bodyCh != nil {
 			cn.stopRequestBody(uc, bodyCh)
 		}
 		s.pool.discard(uc)
 		sum.Err = berr.err
+		if berr.src && cn.w.n == flushed {
+			// Nothing reached the client yet: replace the broken
+			// response with a clean 502.
+			cn.w.buf = cn.w.buf[:0]
+			req.closeAfter = true
+			ferr := errUpstreamHead
+			if isTimeout(berr.err) {
+				ferr = berr.err // 504
+			}
+			cn.failEarly(sum, ferr)
+			return false
+		}
+		// Mid-body failure after bytes went out: the client cannot be
+		// told; closing the connection is the only honest signal.
 		return false
 	}
 	if bodyCh != nil {

@@ -766,3 +766,39 @@ func TestPoolLimitsAndIdleExpiry(t *testing.T) {
 		t.Fatalf("idle connection not expired: total=%d", got)
 	}
 }
+
+func TestRequestAccessorsAndUpstreamBadChunk(t *testing.T) {
+	bad := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		_, _ = http.ReadRequest(br)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n")
+	})
+	type seen struct{ method, path, query, host, ua, target string }
+	got := make(chan seen, 1)
+	router := RouterFunc(func(r *Request) Decision {
+		ua, _ := r.Header("USER-agent")
+		got <- seen{string(r.Method()), string(r.Path()), string(r.RawQuery()), string(r.Host()), string(ua), string(r.Target())}
+		return Decision{Upstream: bad}
+	})
+	_, addr := startProxy(t, Config{Router: router})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "GET /p/q?a=1&b HTTP/1.1\r\nHost: svc.local:8080\r\nUser-Agent: t/1\r\n\r\n")
+	want := seen{"GET", "/p/q", "a=1&b", "svc.local:8080", "t/1", "/p/q?a=1&b"}
+	if s := <-got; s != want {
+		t.Fatalf("router saw %+v, want %+v", s, want)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Invalid chunk framing upstream never reaches the client as valid
+	// data: before any byte was flushed it becomes a 502, afterwards a
+	// truncated body on a closed connection.
+	if resp.StatusCode != 502 || resp.Header.Get("X-Weft-Reason") != "upstream_malformed_response" {
+		t.Fatalf("got %d %q, want 502 upstream_malformed_response", resp.StatusCode, resp.Header.Get("X-Weft-Reason"))
+	}
+}
