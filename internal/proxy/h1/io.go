@@ -12,6 +12,7 @@ import (
 // reuse buf[base:], keeping head views valid for the whole exchange.
 type reader struct {
 	conn net.Conn
+	raw  *rawReader // nil: use conn.Read
 	buf  []byte
 	r, w int
 	base int
@@ -41,7 +42,13 @@ func (rd *reader) fill(max int64) error {
 	if len(p) == 0 {
 		return errBufferFull
 	}
-	n, err := rd.conn.Read(p)
+	var n int
+	var err error
+	if rd.raw != nil {
+		n, err = rd.raw.Read(p)
+	} else {
+		n, err = rd.conn.Read(p)
+	}
 	rd.w += n
 	rd.n += int64(n)
 	if n > 0 {
@@ -107,8 +114,16 @@ func (rd *reader) readLine(max int) (line, raw []byte, err error) {
 // writer batches small writes (head + small body) into one syscall.
 type writer struct {
 	conn net.Conn
+	raw  *rawWriter // nil: use conn.Write
 	buf  []byte
 	n    int64 // bytes written to conn
+}
+
+func (w *writer) out(p []byte) (int, error) {
+	if w.raw != nil {
+		return w.raw.Write(p)
+	}
+	return w.conn.Write(p)
 }
 
 func (w *writer) write(p []byte) error {
@@ -120,7 +135,7 @@ func (w *writer) write(p []byte) error {
 		return err
 	}
 	if len(p) >= cap(w.buf)/2 {
-		n, err := w.conn.Write(p)
+		n, err := w.out(p)
 		w.n += int64(n)
 		return err
 	}
@@ -134,7 +149,7 @@ func (w *writer) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	n, err := w.conn.Write(w.buf)
+	n, err := w.out(w.buf)
 	w.n += int64(n)
 	w.buf = w.buf[:0]
 	return err

@@ -26,7 +26,11 @@ type PoolConfig struct {
 	MaxResponseHeaderBytes int
 	// MaxResponseHeaders bounds the number of response fields (default 128).
 	MaxResponseHeaders int
+	// PlainIO disables raw non-blocking socket reads/writes (rawio.go).
+	PlainIO bool
 }
+
+func (c *PoolConfig) rawIO() bool { return !c.PlainIO }
 
 func (c *PoolConfig) defaults() {
 	if c.MaxIdlePerHost <= 0 {
@@ -156,6 +160,9 @@ func (p *Pool) dial(addr string, deadline time.Time) (*upConn, error) {
 	uc := &upConn{conn: c, addr: addr}
 	uc.rd = reader{conn: c, buf: make([]byte, p.cfg.MaxResponseHeaderBytes+bodyArea)}
 	uc.w = writer{conn: c, buf: make([]byte, 0, writeBufSize)}
+	if p.cfg.rawIO() {
+		uc.rd.raw, uc.w.raw = newRawIO(c)
+	}
 	return uc, nil
 }
 

@@ -44,7 +44,12 @@ type Config struct {
 	RequestTimeout time.Duration
 	// TunnelIdleTimeout closes upgraded (WebSocket) tunnels idle for longer [1h].
 	TunnelIdleTimeout time.Duration
+	// PlainIO disables raw non-blocking socket reads/writes (rawio.go) and
+	// uses net.Conn; for comparison and debugging.
+	PlainIO bool
 }
+
+func (c *Config) rawIO() bool { return !c.PlainIO }
 
 // Server serves HTTP/1.1 on accepted connections. Create with NewServer.
 type Server struct {
@@ -195,6 +200,10 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	cn.c, cn.rd.conn, cn.w.conn = nc, nc, nc
 	cn.rd.r, cn.rd.w, cn.rd.base, cn.rd.n = 0, 0, 0, 0
 	cn.w.buf, cn.w.n = cn.w.buf[:0], 0
+	cn.rd.raw, cn.w.raw = nil, nil
+	if s.cfg.rawIO() {
+		cn.rd.raw, cn.w.raw = newRawIO(nc)
+	}
 	cn.state.Store(stateActive)
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
@@ -214,7 +223,7 @@ func (s *Server) run(cn *conn) {
 		s.mu.Lock()
 		delete(s.conns, cn)
 		s.mu.Unlock()
-		cn.c, cn.rd.conn, cn.w.conn = nil, nil, nil
+		cn.c, cn.rd.conn, cn.w.conn, cn.rd.raw, cn.w.raw = nil, nil, nil, nil, nil
 		cn.req.reset()
 		cn.req.remote = nil
 		if cap(cn.w.buf) <= 4*writeBufSize {

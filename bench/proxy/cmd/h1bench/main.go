@@ -24,15 +24,16 @@ func main() {
 	upstream := flag.String("upstream", "127.0.0.1:18080", "upstream ip:port")
 	procs := flag.Int("gomaxprocs", 1, "GOMAXPROCS (the benchmark compares single-worker proxies)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here until SIGTERM")
+	plain := flag.Bool("plain-io", false, "use net.Conn Read/Write instead of raw non-blocking socket I/O (A/B comparison)")
 	flag.Parse()
 	runtime.GOMAXPROCS(*procs)
-	if err := run(*listen, *upstream, *cpuProfile); err != nil {
+	if err := run(*listen, *upstream, *cpuProfile, *plain); err != nil {
 		fmt.Fprintln(os.Stderr, "h1bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, upstream, cpuProfile string) error {
+func run(listen, upstream, cpuProfile string, plain bool) error {
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
 		if err != nil {
@@ -46,8 +47,10 @@ func run(listen, upstream, cpuProfile string) error {
 	}
 	dec := h1.Decision{Upstream: upstream}
 	srv, err := h1.NewServer(h1.Config{
-		Router: h1.RouterFunc(func(*h1.Request) h1.Decision { return dec }),
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		Router:  h1.RouterFunc(func(*h1.Request) h1.Decision { return dec }),
+		Pool:    h1.NewPool(h1.PoolConfig{PlainIO: plain}),
+		Logger:  slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		PlainIO: plain,
 	})
 	if err != nil {
 		return err
