@@ -7,9 +7,9 @@
 #
 # Env knobs (for quick runs): BENCH_DURATION (latency run, s, default 15),
 # BENCH_MAX_DURATION (throughput runs, s, default 10), BENCH_WARMUP (s, default 3),
-# BENCH_TARGETS (default "direct weft nginx haproxy caddy"; "weft-plain" = weft
-# with net.Conn I/O instead of raw socket I/O, for A/B), BENCH_PROFILE=1
-# (write a CPU profile of the weft engine to results/h1bench.pprof),
+# BENCH_TARGETS (default "direct weft nginx haproxy caddy"; "weft-raw" = weft
+# with raw non-blocking socket I/O (h1.Config.RawIO), for A/B), BENCH_PROFILE=1
+# (write CPU profiles of the weft engine to results/<target>.pprof),
 # BENCH_INSTALL=0 (never install tools), BENCH_ROUNDS (default 1: interleaved
 # rounds over all targets; each cell reports the best round, since load from
 # other jobs on a shared machine only ever adds latency and CPU).
@@ -27,7 +27,7 @@ WORK="$(mktemp -d /tmp/weft-bench.XXXXXX)"
 CLIENT_CPU=0
 SERVER_CPU=1
 BACKEND_PORT=18080
-declare -A PORT=([direct]=$BACKEND_PORT [weft]=18081 [nginx]=18082 [haproxy]=18083 [caddy]=18084 [weft-plain]=18085)
+declare -A PORT=([direct]=$BACKEND_PORT [weft]=18081 [nginx]=18082 [haproxy]=18083 [caddy]=18084 [weft-raw]=18085)
 PIDS=()
 
 cleanup() {
@@ -101,9 +101,9 @@ start_proxy() {
 	local name=$1 port=${PORT[$1]}
 	case $name in
 	direct) SRV_PID="" ;;
-	weft | weft-plain)
+	weft | weft-raw)
 		local prof=()
-		[[ $name == weft-plain ]] && prof+=(-plain-io)
+		[[ $name == weft-raw ]] && prof+=(-raw-io)
 		[[ "${BENCH_PROFILE:-0}" == 1 ]] && prof+=(-cpuprofile "$RESULTS/$name.pprof")
 		"${PIN[@]}" "$WORK/h1bench" -listen "127.0.0.1:$port" -upstream "127.0.0.1:$BACKEND_PORT" "${prof[@]}" \
 			>"$WORK/weft.log" 2>&1 &

@@ -26,11 +26,12 @@ type PoolConfig struct {
 	MaxResponseHeaderBytes int
 	// MaxResponseHeaders bounds the number of response fields (default 128).
 	MaxResponseHeaders int
-	// PlainIO disables raw non-blocking socket reads/writes (rawio.go).
-	PlainIO bool
+	// RawIO switches upstream sockets to raw non-blocking I/O (rawio.go);
+	// see Config.RawIO.
+	RawIO bool
 }
 
-func (c *PoolConfig) rawIO() bool { return !c.PlainIO }
+func (c *PoolConfig) rawIO() bool { return c.RawIO }
 
 func (c *PoolConfig) defaults() {
 	if c.MaxIdlePerHost <= 0 {

@@ -18,6 +18,12 @@ import (
 // non-blocking, so read(2)/write(2) cannot block: RawSyscall is safe, and
 // EAGAIN makes syscall.RawConn park the goroutine on the netpoller, which
 // keeps deadlines working. Non-TCP conns (tests, pipes) use the net.Conn.
+//
+// Measured (bench/proxy, 1k qps): CPU per request -20 to -24 %, futex and
+// nanosleep calls per request 2.7 -> 0; but p99 rose from ~0.4 ms to
+// ~1.2 ms in two interleaved A/B runs (best of 3 rounds each), presumably
+// because sysmon now sleeps through the load and no longer nudges the
+// scheduler. Opt-in (Config.RawIO) until that is understood.
 
 // rawReader reads from a non-blocking TCP socket with syscall.RawSyscall.
 type rawReader struct {

@@ -44,12 +44,13 @@ type Config struct {
 	RequestTimeout time.Duration
 	// TunnelIdleTimeout closes upgraded (WebSocket) tunnels idle for longer [1h].
 	TunnelIdleTimeout time.Duration
-	// PlainIO disables raw non-blocking socket reads/writes (rawio.go) and
-	// uses net.Conn; for comparison and debugging.
-	PlainIO bool
+	// RawIO switches client sockets to raw non-blocking reads/writes
+	// (rawio.go): about 20 % less CPU per request at moderate load, but it
+	// measured worse p99 tails, so it is opt-in until that is understood.
+	RawIO bool
 }
 
-func (c *Config) rawIO() bool { return !c.PlainIO }
+func (c *Config) rawIO() bool { return c.RawIO }
 
 // Server serves HTTP/1.1 on accepted connections. Create with NewServer.
 type Server struct {

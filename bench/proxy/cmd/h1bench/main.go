@@ -24,16 +24,16 @@ func main() {
 	upstream := flag.String("upstream", "127.0.0.1:18080", "upstream ip:port")
 	procs := flag.Int("gomaxprocs", 1, "GOMAXPROCS (the benchmark compares single-worker proxies)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here until SIGTERM")
-	plain := flag.Bool("plain-io", false, "use net.Conn Read/Write instead of raw non-blocking socket I/O (A/B comparison)")
+	raw := flag.Bool("raw-io", false, "raw non-blocking socket I/O (h1.Config.RawIO) for A/B comparison")
 	flag.Parse()
 	runtime.GOMAXPROCS(*procs)
-	if err := run(*listen, *upstream, *cpuProfile, *plain); err != nil {
+	if err := run(*listen, *upstream, *cpuProfile, *raw); err != nil {
 		fmt.Fprintln(os.Stderr, "h1bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, upstream, cpuProfile string, plain bool) error {
+func run(listen, upstream, cpuProfile string, raw bool) error {
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
 		if err != nil {
@@ -47,10 +47,10 @@ func run(listen, upstream, cpuProfile string, plain bool) error {
 	}
 	dec := h1.Decision{Upstream: upstream}
 	srv, err := h1.NewServer(h1.Config{
-		Router:  h1.RouterFunc(func(*h1.Request) h1.Decision { return dec }),
-		Pool:    h1.NewPool(h1.PoolConfig{PlainIO: plain}),
-		Logger:  slog.New(slog.NewTextHandler(os.Stderr, nil)),
-		PlainIO: plain,
+		Router: h1.RouterFunc(func(*h1.Request) h1.Decision { return dec }),
+		Pool:   h1.NewPool(h1.PoolConfig{RawIO: raw}),
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		RawIO:  raw,
 	})
 	if err != nil {
 		return err
