@@ -20,10 +20,10 @@ import (
 // keeps deadlines working. Non-TCP conns (tests, pipes) use the net.Conn.
 //
 // Measured (bench/proxy, 1k qps): CPU per request -20 to -24 %, futex and
-// nanosleep calls per request 2.7 -> 0; but p99 rose from ~0.4 ms to
-// ~1.2 ms in two interleaved A/B runs (best of 3 rounds each), presumably
-// because sysmon now sleeps through the load and no longer nudges the
-// scheduler. Opt-in (Config.RawIO) until that is understood.
+// nanosleep calls per request 2.7 -> 0, p50 slightly better; p99 was worse
+// in two A/B runs and better in a third (noise-dominated machine). Sysmon now
+// sleeps through the load, which changes scheduling; opt-in (Config.RawIO)
+// until a quiet-machine A/B settles the tail question.
 
 // rawReader reads from a non-blocking TCP socket with syscall.RawSyscall.
 type rawReader struct {
