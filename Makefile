@@ -43,5 +43,7 @@ bench-xds: build
 
 bench: bench-translate bench-xds
 
+include bench/proxy/Makefile.inc
+
 clean:
 	rm -rf $(BIN)
