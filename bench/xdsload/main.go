@@ -560,16 +560,4 @@ func rdsNames(r *discovery.Resource) []string {
 	return out
 }
 
-func short(typeURL string) string {
-	switch typeURL {
-	case translate.ClusterType:
-		return "cds"
-	case translate.EndpointType:
-		return "eds"
-	case translate.ListenerType:
-		return "lds"
-	case translate.RouteType:
-		return "rds"
-	}
-	return "other"
-}
+func short(typeURL string) string { return translate.ShortType(typeURL) }

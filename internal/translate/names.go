@@ -63,3 +63,19 @@ func OutboundListenerName(addr string, port uint32) string {
 func GRPCListenerName(host string, port uint32) string {
 	return host + ":" + strconv.FormatUint(uint64(port), 10)
 }
+
+// ShortType is the short name of an xDS type URL as Istio's metrics label it
+// ("cds", "eds", "lds", "rds"; "other" for anything else).
+func ShortType(typeURL string) string {
+	switch typeURL {
+	case ClusterType:
+		return "cds"
+	case EndpointType:
+		return "eds"
+	case ListenerType:
+		return "lds"
+	case RouteType:
+		return "rds"
+	}
+	return "other"
+}

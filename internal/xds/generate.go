@@ -73,19 +73,7 @@ type SplitGenerator interface {
 var xdsTypes = []string{translate.ClusterType, translate.EndpointType, translate.ListenerType, translate.RouteType}
 
 // shortType is the Istio metric label of a type URL.
-func shortType(typeURL string) string {
-	switch typeURL {
-	case translate.ClusterType:
-		return "cds"
-	case translate.EndpointType:
-		return "eds"
-	case translate.ListenerType:
-		return "lds"
-	case translate.RouteType:
-		return "rds"
-	}
-	return "other"
-}
+func shortType(typeURL string) string { return translate.ShortType(typeURL) }
 
 // typeSet is one type's resources, already marshalled (see rawResource),
 // with per-resource content hashes and the type version derived from them.
