@@ -1,0 +1,217 @@
+// Package h1 is weft-proxy's HTTP/1.1 data-path engine: it serves accepted
+// connections, parses requests into zero-copy views over a per-connection
+// buffer, asks a Router where each request goes, and forwards it over a
+// keep-alive upstream Pool with RFC 9112 framing checks in both directions.
+//
+// The happy path (keep-alive client, keep-alive upstream, Content-Length or
+// chunked bodies) performs no heap allocation per request: buffers belong to
+// the connection and are recycled through sync.Pools, header views are slices
+// of the read buffer, and routing decisions are returned by value.
+//
+// Views handed out by Request (Method, Path, Header, ...) are valid only until
+// the Router / Observer call returns; copy them to keep them.
+package h1
+
+import (
+	"net"
+	"time"
+)
+
+// Header is one header field as byte-slice views. In a Request the slices
+// alias the connection's read buffer; in a Decision they are owned by the
+// Router and must not be modified while requests may use them.
+type Header struct {
+	Name, Value []byte
+}
+
+// Proto is the HTTP version of a request.
+type Proto uint8
+
+// Supported protocol versions.
+const (
+	HTTP10 Proto = 10
+	HTTP11 Proto = 11
+)
+
+func (p Proto) String() string {
+	if p == HTTP10 {
+		return "HTTP/1.0"
+	}
+	return "HTTP/1.1"
+}
+
+// Router decides, per request, where it goes or what to answer locally.
+// It is called on the connection's goroutine and must not block for long or
+// retain the Request or any of its views after returning.
+type Router interface {
+	Route(req *Request) Decision
+}
+
+// RouterFunc adapts a function to Router.
+type RouterFunc func(req *Request) Decision
+
+// Route implements Router.
+func (f RouterFunc) Route(req *Request) Decision { return f(req) }
+
+// Decision is a Router's answer for one request.
+type Decision struct {
+	// Upstream is the "ip:port" to forward to. Ignored when Status != 0.
+	Upstream string
+	// Status, when non-zero, answers locally with this status and Body, e.g.
+	// 404 no route, 503 no healthy upstream, 403 denied. Reason is sent as
+	// the x-weft-reason response header so operators can tell why.
+	Status int
+	Body   []byte
+	Reason string
+	// Timeout bounds the whole exchange (request body, upstream response
+	// head and body). Expiry before the response head is sent answers 504.
+	// Zero uses Config.RequestTimeout.
+	Timeout time.Duration
+
+	// HostRewrite replaces the Host header; PathRewrite replaces the path
+	// (the query is kept). Nil leaves them unchanged.
+	HostRewrite []byte
+	PathRewrite []byte
+
+	// Request header mutations, applied in order Remove, Set, Add. Set
+	// replaces every existing field with that name.
+	SetRequestHeaders    []Header
+	AddRequestHeaders    []Header
+	RemoveRequestHeaders [][]byte
+
+	// Response header mutations, same semantics.
+	SetResponseHeaders    []Header
+	AddResponseHeaders    []Header
+	RemoveResponseHeaders [][]byte
+
+	// Done, if set, is called once the exchange ends with the status sent to
+	// the client (0 if none was sent) and the upstream error, if any. It feeds
+	// load balancing / outlier detection.
+	Done func(status int, err error)
+}
+
+// Summary describes one finished exchange for an Observer.
+type Summary struct {
+	Status   int           // status sent to the client, 0 if none
+	BytesIn  int64         // request body bytes read from the client
+	BytesOut int64         // response body bytes written to the client
+	Duration time.Duration // from request head parsed to response done
+	Upstream string        // Decision.Upstream, empty for local answers
+	Err      error         // upstream / client error, nil on success
+}
+
+// Observer receives allocation-free lifecycle hooks for telemetry. Both
+// methods run on the connection goroutine; the Request views are valid only
+// during the call.
+type Observer interface {
+	RequestStart(req *Request)
+	RequestEnd(req *Request, s Summary)
+}
+
+// Request is a parsed request head. All byte slices alias the connection's
+// read buffer.
+type Request struct {
+	method, target, path, query, host []byte
+	proto                             Proto
+	headers                           []Header
+	remote                            net.Addr
+
+	contentLength  int64 // -1: none
+	chunked        bool
+	closeAfter     bool // client asked to close / HTTP/1.0 without keep-alive
+	expectContinue bool
+	upgrade        bool // Connection: upgrade + Upgrade present
+
+	parser reqParser
+}
+
+// Method returns the request method, e.g. "GET".
+func (r *Request) Method() []byte { return r.method }
+
+// Path returns the request path without the query.
+func (r *Request) Path() []byte { return r.path }
+
+// RawQuery returns the query without the leading '?', or nil.
+func (r *Request) RawQuery() []byte { return r.query }
+
+// Target returns the raw request-target.
+func (r *Request) Target() []byte { return r.target }
+
+// Host returns the Host header (or the authority of an absolute-form target).
+func (r *Request) Host() []byte { return r.host }
+
+// Proto returns the request's HTTP version.
+func (r *Request) Proto() Proto { return r.proto }
+
+// RemoteAddr returns the client address.
+func (r *Request) RemoteAddr() net.Addr { return r.remote }
+
+// ContentLength returns the declared body length, -1 if chunked or absent.
+func (r *Request) ContentLength() int64 { return r.contentLength }
+
+// Header returns the first field named name (ASCII case-insensitive).
+func (r *Request) Header(name string) ([]byte, bool) {
+	for i := range r.headers {
+		if equalFold(r.headers[i].Name, name) {
+			return r.headers[i].Value, true
+		}
+	}
+	return nil, false
+}
+
+// VisitHeaders calls fn for every header field in order.
+func (r *Request) VisitHeaders(fn func(name, value []byte)) {
+	for i := range r.headers {
+		fn(r.headers[i].Name, r.headers[i].Value)
+	}
+}
+
+func (r *Request) reset() {
+	h, remote := r.headers[:0], r.remote
+	*r = Request{headers: h, remote: remote, contentLength: -1}
+}
+
+// equalFold reports whether b equals s ignoring ASCII case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c, d := b[i], s[i]
+		if c == d {
+			continue
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
+}
+
+func equalFoldBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		c, d := a[i], b[i]
+		if c == d {
+			continue
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
+}
