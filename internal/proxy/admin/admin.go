@@ -202,7 +202,7 @@ func (s *Server) configDump(w http.ResponseWriter, _ *http.Request) {
 	dump, err := ConfigDump(s.cfg.Holder.Load(), s.status())
 	if err == nil {
 		var out []byte
-		out, err = protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(dump)
+		out, err = protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(dump)
 		if err == nil {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(out)

@@ -7,6 +7,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
+	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 )
 
 // splitHostPort splits an authority without allocating; port is nil when
@@ -34,6 +35,16 @@ func (hostPortSource) Table(s *runtime.Snapshot, req *h1.Request) *runtime.Route
 }
 
 func (hostPortSource) Passthrough(req *h1.Request) string { return withPort(req.Host(), "80") }
+
+// Fallback follows the virtualOutbound listener's default chain for ports
+// without a route table.
+func (hostPortSource) Fallback(s *runtime.Snapshot) *upstream.Cluster {
+	l := s.Listener("virtualOutbound")
+	if l == nil || l.DefaultChain == nil || l.DefaultChain.TCP == nil {
+		return nil
+	}
+	return s.Cluster(l.DefaultChain.TCP.Cluster)
+}
 
 func withPort(host []byte, def string) string {
 	if len(host) == 0 {
@@ -85,9 +96,10 @@ func (c *chainSource) Table(s *runtime.Snapshot, _ *h1.Request) *runtime.RouteTa
 func (c *chainSource) Passthrough(*h1.Request) string { return c.orig }
 
 var (
-	_ router.TableSource = hostPortSource{}
-	_ router.TableSource = rdsSource{}
-	_ router.TableSource = (*chainSource)(nil)
+	_ router.TableSource    = hostPortSource{}
+	_ router.FallbackSource = hostPortSource{}
+	_ router.TableSource    = rdsSource{}
+	_ router.TableSource    = (*chainSource)(nil)
 )
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }

@@ -52,6 +52,15 @@ type TableSource interface {
 	Passthrough(req *h1.Request) string
 }
 
+// FallbackSource is implemented by sources that send requests without a
+// route table somewhere else: the explicit proxy follows the
+// virtualOutbound listener's default chain (PassthroughCluster under
+// ALLOW_ANY, BlackHoleCluster under REGISTRY_ONLY) like a captured
+// connection to an unknown port would.
+type FallbackSource interface {
+	Fallback(s *runtime.Snapshot) *upstream.Cluster
+}
+
 // Config configures a Router.
 type Config struct {
 	Holder    *runtime.Holder
@@ -105,6 +114,7 @@ type reqState struct {
 	acquired bool
 	dest     *telemetry.Dest
 	flag     telemetry.Flag
+	wi       int // weighted cluster index picked, -1 for none
 
 	// scratch reused across requests
 	setReq, addReq, setResp, addResp []h1.Header
@@ -174,9 +184,15 @@ func (r *Router) local(st *reqState, dest *telemetry.Dest, flag telemetry.Flag, 
 }
 
 func (r *Router) route(req *h1.Request, st *reqState) h1.Decision {
+	st.wi = -1
 	snap := r.holder.Load()
 	table := r.src.Table(snap, req)
 	if table == nil {
+		if fs, ok := r.src.(FallbackSource); ok {
+			if c := fs.Fallback(snap); c != nil {
+				return r.toCluster(req, st, c, nil, passthroughOps)
+			}
+		}
 		return r.local(st, r.noRoute, telemetry.FlagNoRoute, 404, ReasonRouteNotFound)
 	}
 	rt := table.Select(req.Host(), req.Path(), req.Method(), req.Header, req.RawQuery())
@@ -213,7 +229,7 @@ func (r *Router) route(req *h1.Request, st *reqState) h1.Decision {
 		wc = rt.PickWeighted(r.rnd())
 		if wc != nil {
 			c = wc.Cluster
-			wi = int(wcIndex(rt, wc))
+			wi = wcIndex(rt, wc)
 		}
 	} else {
 		c = rt.Cluster
@@ -225,6 +241,14 @@ func (r *Router) route(req *h1.Request, st *reqState) h1.Decision {
 		}
 		return r.local(st, r.metrics.Dest(r.reporter, name), telemetry.FlagNoCluster, 503, ReasonClusterNotFound)
 	}
+	st.wi = wi
+	return r.toCluster(req, st, c, rt, ops)
+}
+
+// passthroughOps are the ops of requests forwarded without a route.
+var passthroughOps = &routeOps{timeout: -1}
+
+func (r *Router) toCluster(req *h1.Request, st *reqState, c *upstream.Cluster, rt *route.Route, ops *routeOps) h1.Decision {
 	st.dest = r.metrics.Dest(r.reporter, c.Name)
 	var upstreamAddr string
 	if c.Type == clusterv3.Cluster_ORIGINAL_DST {
@@ -235,7 +259,7 @@ func (r *Router) route(req *h1.Request, st *reqState) h1.Decision {
 	} else {
 		var hash uint64
 		var hasHash bool
-		if len(rt.Hash) > 0 {
+		if rt != nil && len(rt.Hash) > 0 {
 			hash, hasHash = rt.RequestHash(req.Header, req.RawQuery(), remoteIP(req))
 		}
 		ep := c.Pick(hash, hasHash)
@@ -260,14 +284,14 @@ func (r *Router) route(req *h1.Request, st *reqState) h1.Decision {
 			st.path = append(st.path, '/')
 		}
 		d.PathRewrite = st.path
-	} else if rt.RegexRewrite != nil {
+	} else if rt != nil && rt.RegexRewrite != nil {
 		st.path = rt.RegexRewrite.ReplaceAll(req.Path(), []byte(rt.RegexSubstitution)) // rare; allocates
 		d.PathRewrite = st.path
 	}
 	d.SetRequestHeaders, d.AddRequestHeaders, d.RemoveRequestHeaders = ops.setReq, ops.addReq, ops.rmReq
 	d.SetResponseHeaders, d.AddResponseHeaders, d.RemoveResponseHeaders = ops.setResp, ops.addResp, ops.rmResp
-	if len(ops.addIfAbsent) > 0 || (wi >= 0 && !ops.weighted[wi].empty()) {
-		r.mergeOps(req, st, &d, ops, wi)
+	if len(ops.addIfAbsent) > 0 || (st.wi >= 0 && !ops.weighted[st.wi].empty()) {
+		r.mergeOps(req, st, &d, ops, st.wi)
 	}
 	return d
 }
