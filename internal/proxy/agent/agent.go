@@ -70,6 +70,7 @@ type Agent struct {
 	client  *xdsclient.Client
 
 	ldsOK   atomic.Bool
+	warming atomic.Pointer[string] // dependencies still missing after the last update
 	cdsOK   atomic.Bool
 	quit    chan struct{}
 	quitOne sync.Once
@@ -184,6 +185,14 @@ func (a *Agent) apply(u xdsclient.Update) error {
 		// problem, logged rather than NACKed (Envoy does the same).
 		a.log.Error("listener update", "err", err)
 	}
+	var w []string
+	for typ, names := range u.Warming {
+		if len(names) > 0 {
+			w = append(w, fmt.Sprintf("%s %v", typ[strings.LastIndexByte(typ, '.')+1:], names))
+		}
+	}
+	ws := strings.Join(w, "; ")
+	a.warming.Store(&ws)
 	switch u.TypeURL {
 	case xdsclient.ListenerType:
 		a.ldsOK.Store(true)
@@ -205,6 +214,9 @@ func (a *Agent) ready() (bool, string) {
 	}
 	if !a.ldsOK.Load() {
 		missing = append(missing, "LDS")
+	}
+	if w := a.warming.Load(); w != nil && *w != "" {
+		missing = append(missing, "warming "+*w)
 	}
 	if len(missing) > 0 {
 		st := a.client.Status()
