@@ -277,13 +277,23 @@ func (m *Manager) serveExplicit(c net.Conn) {
 // serveCaptured dispatches a connection accepted on an LDS listener through
 // its filter chains (original destination for use_original_dst listeners).
 func (m *Manager) serveCaptured(name string, c net.Conn) {
+	var local netip.AddrPort
+	if ta, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		local = ta.AddrPort()
+		local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	}
 	dst, err := capture.OriginalDst(c)
 	if err != nil {
-		if ta, ok := c.LocalAddr().(*net.TCPAddr); ok {
-			dst = ta.AddrPort()
-		}
+		dst = local
 	}
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if dst == local {
+		// Not redirected: addressed to the capture port itself. Passing it
+		// through would connect the proxy to itself in a loop.
+		m.log.Debug("connection to a capture port without redirection; closing", "listener", name, "from", c.RemoteAddr().String())
+		c.Close()
+		return
+	}
 	snap := m.cfg.Holder.Load()
 	l := snap.Listener(name)
 	if l == nil {
