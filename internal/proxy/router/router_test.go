@@ -27,8 +27,8 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/internal/proxy/h1"
-	wrt "github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/router"
+	wrt "github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
 )
 
@@ -131,8 +131,10 @@ func snapshot(t testing.TB, v1, v2 string) *wrt.Holder {
 
 type portSource struct{}
 
-func (portSource) Table(s *wrt.Snapshot, req *h1.Request) *wrt.RouteTable { return s.RouteTable("9080") }
-func (portSource) Passthrough(req *h1.Request) string                   { return string(req.Host()) }
+func (portSource) Table(s *wrt.Snapshot, req *h1.Request) *wrt.RouteTable {
+	return s.RouteTable("9080")
+}
+func (portSource) Passthrough(req *h1.Request) string { return string(req.Host()) }
 
 // backend answers with its name, the path and the headers the tests look at.
 func backend(t testing.TB, name string) string {
