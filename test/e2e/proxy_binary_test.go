@@ -170,4 +170,22 @@ func TestProxyNACK(t *testing.T) {
 	if strings.Contains(string(body), "previous_priorities") {
 		t.Errorf("rejected config shows in config_dump")
 	}
+
+	// /drain_listeners stops accepting (and /ready says so); /quitquitquit ends Run.
+	for _, path := range []string{"/drain_listeners", "/quitquitquit"} {
+		resp, err := http.Post("http://"+p.AdminAddr()+path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup's stop
+	case <-time.After(5 * time.Second):
+		t.Fatal("/quitquitquit did not stop the proxy")
+	}
 }

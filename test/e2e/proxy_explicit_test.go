@@ -161,6 +161,11 @@ func TestProxyExplicit(t *testing.T) {
 		if err != nil || code < 400 || h.Get("x-weft-reason") == "" {
 			t.Fatalf("unknown mesh host on a mesh port: %d %v reason=%q", code, err, h.Get("x-weft-reason"))
 		}
+		// A request for the proxy itself is not passed through (no loop).
+		code, _, h, err = get(c, "http://"+p.HTTPProxyAddr()+"/self", nil)
+		if err != nil || code != 503 {
+			t.Fatalf("request to the proxy itself: %d %v reason=%q", code, err, h.Get("x-weft-reason"))
+		}
 		// A plain non-mesh host:port (no route table for the port) is
 		// passed through: virtualOutbound's default chain is
 		// PassthroughCluster (outboundTrafficPolicy ALLOW_ANY).

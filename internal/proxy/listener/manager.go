@@ -271,7 +271,8 @@ func (m *Manager) serveExplicit(c net.Conn) {
 		m.serveConnect(c)
 		return
 	}
-	m.serveHTTP(c, ExplicitListenerName, telemetry.Source, func() router.TableSource { return hostPortSource{} })
+	self := c.LocalAddr().String()
+	m.serveHTTP(c, ExplicitListenerName, telemetry.Source, func() router.TableSource { return hostPortSource{self: self} })
 }
 
 // serveCaptured dispatches a connection accepted on an LDS listener through

@@ -24,7 +24,9 @@ var port80 = []byte("80")
 
 // hostPortSource serves the explicit HTTP proxy: the route table is the one
 // weftd generates for the port in the request's authority (RDS "9080").
-type hostPortSource struct{}
+// self is the listener's own address: passing a request for it through
+// would make the proxy connect to itself in a loop.
+type hostPortSource struct{ self string }
 
 func (hostPortSource) Table(s *runtime.Snapshot, req *h1.Request) *runtime.RouteTable {
 	_, port := splitHostPort(req.Host())
@@ -34,7 +36,13 @@ func (hostPortSource) Table(s *runtime.Snapshot, req *h1.Request) *runtime.Route
 	return s.RouteTable(string(port)) // no allocation: map index by string(bytes)
 }
 
-func (hostPortSource) Passthrough(req *h1.Request) string { return withPort(req.Host(), "80") }
+func (h hostPortSource) Passthrough(req *h1.Request) string {
+	a := withPort(req.Host(), "80")
+	if a == h.self {
+		return ""
+	}
+	return a
+}
 
 // Fallback follows the virtualOutbound listener's default chain for ports
 // without a route table.

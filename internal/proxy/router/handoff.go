@@ -17,9 +17,15 @@ import (
 //
 // This exists because h1.Decision.Done does not see the byte counts of the
 // Summary; a per-request context pointer in h1 would make it unnecessary.
+//
+// One table serves every Router of the process: Request addresses are unique
+// across servers, and the table's size then does not grow with the number of
+// listeners.
 type handoff struct {
 	slots [handoffSlots]slot
 }
+
+var shared handoff
 
 const (
 	handoffSlots = 1 << 14

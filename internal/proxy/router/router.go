@@ -63,13 +63,12 @@ type FallbackSource interface {
 
 // Config configures a Router.
 type Config struct {
-	Holder    *runtime.Holder
-	Source    TableSource
-	Metrics   *telemetry.Metrics // nil: no telemetry
-	Reporter  telemetry.Reporter
-	Logger    *slog.Logger
-	randUint  func() uint32 // tests
-	handoffSz int
+	Holder   *runtime.Holder
+	Source   TableSource
+	Metrics  *telemetry.Metrics // nil: no telemetry
+	Reporter telemetry.Reporter
+	Logger   *slog.Logger
+	randUint func() uint32 // tests
 }
 
 // Router implements h1.Router and h1.Observer over a runtime.Holder.
@@ -82,7 +81,7 @@ type Router struct {
 	rnd      func() uint32
 
 	states  sync.Pool
-	handoff handoff
+	handoff *handoff
 	ops     atomic.Pointer[opsCache]
 	noRoute *telemetry.Dest
 }
@@ -95,7 +94,7 @@ var (
 // New returns a Router. Install it as both Router and Observer of an
 // h1.Server: the Observer half ends what the Router half started.
 func New(cfg Config) *Router {
-	r := &Router{holder: cfg.Holder, src: cfg.Source, metrics: cfg.Metrics, reporter: cfg.Reporter, log: cfg.Logger, rnd: cfg.randUint}
+	r := &Router{holder: cfg.Holder, src: cfg.Source, metrics: cfg.Metrics, reporter: cfg.Reporter, log: cfg.Logger, rnd: cfg.randUint, handoff: &shared}
 	if r.log == nil {
 		r.log = slog.Default()
 	}

@@ -174,6 +174,9 @@ func ServiceOf(cluster string) (host, name, namespace string) {
 	if parts := strings.Split(cluster, "|"); len(parts) == 4 && parts[3] != "" {
 		host = parts[3]
 	}
+	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i] // virtual host names carry the port
+	}
 	name, namespace = host, "unknown"
 	if labels := strings.Split(host, "."); len(labels) >= 3 && labels[2] == "svc" {
 		name, namespace = labels[0], labels[1]
