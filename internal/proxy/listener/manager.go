@@ -262,7 +262,8 @@ func (m *Manager) serveHTTP(c net.Conn, key string, rep telemetry.Reporter, src 
 
 // serveExplicit handles one connection on the explicit HTTP proxy listener.
 func (m *Manager) serveExplicit(c net.Conn) {
-	connect, err := isConnect(c, time.Now().Add(10*time.Second))
+	// Wait for the first bytes as long as h1 keeps an idle connection.
+	connect, err := isConnect(c, time.Now().Add(60*time.Second))
 	if err != nil {
 		c.Close()
 		return
