@@ -78,6 +78,7 @@ type Manager struct {
 	bound    map[string]*bound
 	servers  map[string]*h1.Server
 	tcpConns map[net.Conn]struct{}
+	pending  map[net.Conn]struct{} // explicit connections before the first request byte
 	closed   bool
 	draining atomic.Bool
 	wg       sync.WaitGroup // accept loops and connection handlers
@@ -104,6 +105,7 @@ func New(cfg Config) *Manager {
 		bound:    map[string]*bound{},
 		servers:  map[string]*h1.Server{},
 		tcpConns: map[net.Conn]struct{}{},
+		pending:  map[net.Conn]struct{}{},
 	}
 }
 
@@ -262,8 +264,20 @@ func (m *Manager) serveHTTP(c net.Conn, key string, rep telemetry.Reporter, src 
 
 // serveExplicit handles one connection on the explicit HTTP proxy listener.
 func (m *Manager) serveExplicit(c net.Conn) {
-	// Wait for the first bytes as long as h1 keeps an idle connection.
+	// Wait for the first bytes as long as h1 keeps an idle connection;
+	// until h1 owns it, Shutdown closes it through the tracked set.
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		c.Close()
+		return
+	}
+	m.pending[c] = struct{}{}
+	m.mu.Unlock()
 	connect, err := isConnect(c, time.Now().Add(60*time.Second))
+	m.mu.Lock()
+	delete(m.pending, c)
+	m.mu.Unlock()
 	if err != nil {
 		c.Close()
 		return
@@ -356,6 +370,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.Drain()
 	m.mu.Lock()
 	m.closed = true
+	for c := range m.pending {
+		c.Close() // no request read yet: nothing in flight
+	}
 	servers := make([]*h1.Server, 0, len(m.servers))
 	for _, s := range m.servers {
 		servers = append(servers, s)
