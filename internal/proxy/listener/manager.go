@@ -73,6 +73,9 @@ type Manager struct {
 	cfg  Config
 	log  *slog.Logger
 	pool *h1.Pool
+	// origDst is capture.OriginalDst; tests replace it to simulate a
+	// redirect without iptables.
+	origDst func(net.Conn) (netip.AddrPort, error)
 
 	mu       sync.Mutex
 	bound    map[string]*bound
@@ -102,6 +105,7 @@ func New(cfg Config) *Manager {
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "listener"),
 		pool:     h1.NewPool(h1.PoolConfig{}),
+		origDst:  capture.OriginalDst,
 		bound:    map[string]*bound{},
 		servers:  map[string]*h1.Server{},
 		tcpConns: map[net.Conn]struct{}{},
@@ -298,7 +302,7 @@ func (m *Manager) serveCaptured(name string, c net.Conn) {
 		local = ta.AddrPort()
 		local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
 	}
-	dst, err := capture.OriginalDst(c)
+	dst, err := m.origDst(c)
 	if err != nil {
 		dst = local
 	}
