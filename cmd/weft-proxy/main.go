@@ -1,0 +1,84 @@
+// Command weft-proxy is Weft's data-plane proxy: it connects to weftd over
+// xDS and serves the workload's traffic (explicit HTTP proxy or transparent
+// capture), with an Envoy-style admin endpoint on loopback.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/weftmesh/weft/internal/proxy/agent"
+	"github.com/weftmesh/weft/internal/proxy/listener"
+)
+
+func main() {
+	var (
+		cfg       agent.Config
+		labels    string
+		mode      string
+		bind      string
+		proxyPort uint
+		logLevel  string
+	)
+	fs := flag.NewFlagSet("weft-proxy", flag.ExitOnError)
+	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:15010", "weftd's plaintext xDS address")
+	fs.BoolVar(&cfg.StateOfTheWorld, "xds-sotw", false, "use state-of-the-world ADS instead of delta")
+	fs.StringVar(&cfg.NodeID, "node-id", "", `xDS node id [sidecar~IP~NAME.NS~NS.svc.cluster.local]`)
+	fs.StringVar(&cfg.Namespace, "namespace", "default", "workload namespace")
+	fs.StringVar(&cfg.ServiceAccount, "service-account", "", "workload service account")
+	fs.StringVar(&labels, "labels", "", "workload labels k=v,k2=v2")
+	fs.StringVar(&cfg.IP, "ip", "", "workload IP advertised in INSTANCE_IPS")
+	fs.StringVar(&cfg.WorkloadName, "workload-name", "", "workload name [hostname]")
+	fs.StringVar(&mode, "mode", "explicit", "explicit (HTTP proxy) or transparent (iptables capture)")
+	fs.StringVar(&bind, "bind-addr", "", "address every listener binds [127.0.0.1 explicit, 0.0.0.0 transparent]")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "", "admin address, loopback only [<bind>:15000]")
+	fs.UintVar(&proxyPort, "http-proxy-port", 15080, "explicit-mode HTTP proxy port")
+	fs.DurationVar(&cfg.DrainTime, "drain-time", 5_000_000_000, "how long in-flight requests may take at shutdown")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	_ = fs.Parse(os.Args[1:])
+
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "weft-proxy:", err)
+		os.Exit(2)
+	}
+	var lv slog.LevelVar
+	if err := lv.UnmarshalText([]byte(logLevel)); err != nil {
+		fail(fmt.Errorf("--log-level: %w", err))
+	}
+	cfg.Level = &lv
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &lv}))
+	var err error
+	if cfg.Labels, err = agent.ParseLabels(labels); err != nil {
+		fail(err)
+	}
+	switch mode {
+	case "explicit":
+		cfg.Mode = listener.Explicit
+	case "transparent":
+		cfg.Mode = listener.Transparent
+	default:
+		fail(fmt.Errorf("--mode %q: want explicit or transparent", mode))
+	}
+	if bind != "" {
+		if cfg.BindAddr, err = netip.ParseAddr(bind); err != nil {
+			fail(fmt.Errorf("--bind-addr: %w", err))
+		}
+	}
+	if proxyPort > 65535 {
+		fail(fmt.Errorf("--http-proxy-port %d out of range", proxyPort))
+	}
+	cfg.HTTPProxyPort = uint16(proxyPort)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := agent.Run(ctx, cfg); err != nil {
+		cfg.Logger.Error("weft-proxy failed", "err", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,265 @@
+// Package agent wires weft-proxy together: the xDS client feeds the runtime
+// snapshot (a build error NACKs the update and the last good snapshot keeps
+// serving), the listener manager serves traffic from it, the admin server
+// exposes it, and a cancelled context drains: stop accepting, let in-flight
+// requests finish within the drain time, close, return.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/admin"
+	"github.com/weftmesh/weft/internal/proxy/listener"
+	"github.com/weftmesh/weft/internal/proxy/runtime"
+	"github.com/weftmesh/weft/internal/proxy/telemetry"
+	"github.com/weftmesh/weft/internal/proxy/xdsclient"
+)
+
+// Config is everything weft-proxy needs; cmd/weft-proxy fills it from flags.
+type Config struct {
+	// XDSAddr is weftd's plaintext xDS address (e.g. 127.0.0.1:15010).
+	XDSAddr string
+	// StateOfTheWorld uses SotW ADS instead of delta.
+	StateOfTheWorld bool
+
+	// NodeID overrides the Istio-style node id built from the fields below.
+	NodeID         string
+	Namespace      string
+	ServiceAccount string
+	Labels         map[string]string
+	// IP is the workload IP advertised in INSTANCE_IPS.
+	IP           string
+	WorkloadName string
+
+	Mode listener.Mode
+	// BindAddr is the address every listener binds [127.0.0.1 explicit,
+	// 0.0.0.0 transparent].
+	BindAddr netip.Addr
+	// AdminAddr must be loopback [<BindAddr>:15000, 127.0.0.1:15000 when
+	// BindAddr is not loopback].
+	AdminAddr string
+	// HTTPProxyPort is the explicit-mode HTTP proxy port; 0 lets the kernel
+	// choose (tests).
+	HTTPProxyPort uint16
+	// PortOverrides remaps xDS listener ports (tests).
+	PortOverrides map[uint16]uint16
+	// DrainTime bounds how long in-flight requests may take at shutdown [5s].
+	DrainTime time.Duration
+
+	Logger *slog.Logger
+	// Level, when set, is what /logging changes.
+	Level *slog.LevelVar
+}
+
+// Agent is a running weft-proxy.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	holder  *runtime.Holder
+	metrics *telemetry.Metrics
+	mgr     *listener.Manager
+	admin   *admin.Server
+	client  *xdsclient.Client
+
+	ldsOK   atomic.Bool
+	warming atomic.Pointer[string] // dependencies still missing after the last update
+	cdsOK   atomic.Bool
+	quit    chan struct{}
+	quitOne sync.Once
+}
+
+// New validates cfg and binds the static listeners (explicit HTTP proxy,
+// admin); Run starts serving.
+func New(cfg Config) (*Agent, error) {
+	if cfg.XDSAddr == "" {
+		return nil, errors.New("agent: the xDS address is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if !cfg.BindAddr.IsValid() {
+		if cfg.Mode == listener.Transparent {
+			cfg.BindAddr = netip.IPv4Unspecified()
+		} else {
+			cfg.BindAddr = netip.MustParseAddr("127.0.0.1")
+		}
+	}
+	if cfg.AdminAddr == "" {
+		host := "127.0.0.1"
+		if cfg.BindAddr.IsLoopback() {
+			host = cfg.BindAddr.String()
+		}
+		cfg.AdminAddr = netip.AddrPortFrom(netip.MustParseAddr(host), 15000).String()
+	}
+	if cfg.DrainTime <= 0 {
+		cfg.DrainTime = 5 * time.Second
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), quit: make(chan struct{})}
+	a.holder = runtime.NewHolder(nil)
+	a.metrics = telemetry.New(telemetry.Identity{Workload: cfg.WorkloadName, Namespace: cfg.Namespace})
+	node := Node(cfg)
+	var err error
+	a.client, err = xdsclient.New(xdsclient.Config{
+		ServerAddr:      cfg.XDSAddr,
+		Node:            node,
+		StateOfTheWorld: cfg.StateOfTheWorld,
+		Logger:          cfg.Logger,
+		Apply:           a.apply,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.mgr = listener.New(listener.Config{
+		Holder:        a.holder,
+		Mode:          cfg.Mode,
+		BindAddr:      cfg.BindAddr,
+		HTTPProxyPort: cfg.HTTPProxyPort,
+		PortOverrides: cfg.PortOverrides,
+		Metrics:       a.metrics,
+		Logger:        cfg.Logger,
+	})
+	a.admin, err = admin.Listen(admin.Config{
+		Addr:    cfg.AdminAddr,
+		Holder:  a.holder,
+		Status:  a.client.Status,
+		Ready:   a.ready,
+		Metrics: a.metrics,
+		Level:   cfg.Level,
+		Drain:   a.mgr.Drain,
+		Quit:    a.Quit,
+		Logger:  cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := a.mgr.Start(); err != nil {
+		a.admin.Shutdown(context.Background())
+		return nil, err
+	}
+	a.log.Info("weft-proxy starting", "node", node.GetId(), "mode", cfg.Mode.String(), "xds", cfg.XDSAddr,
+		"admin", a.admin.Addr(), "listeners", a.mgr.Addrs())
+	return a, nil
+}
+
+// Run is New followed by (*Agent).Run.
+func Run(ctx context.Context, cfg Config) error {
+	a, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// HTTPProxyAddr is the explicit HTTP proxy listener's address ("" if none).
+func (a *Agent) HTTPProxyAddr() string { return a.mgr.Addrs()[listener.ExplicitListenerName] }
+
+// ListenerAddrs returns every bound listener's address by name.
+func (a *Agent) ListenerAddrs() map[string]string { return a.mgr.Addrs() }
+
+// AdminAddr is the admin server's address.
+func (a *Agent) AdminAddr() string { return a.admin.Addr() }
+
+// Holder exposes the runtime snapshot (tests, embedding).
+func (a *Agent) Holder() *runtime.Holder { return a.holder }
+
+// Quit asks Run to drain and return (as /quitquitquit does).
+func (a *Agent) Quit() { a.quitOne.Do(func() { close(a.quit) }) }
+
+func (a *Agent) apply(u xdsclient.Update) error {
+	s, err := runtime.Build(a.holder.Load(), u.Resources...)
+	if err != nil {
+		a.log.Warn("rejecting xDS update", "type", u.TypeURL, "version", u.Version, "err", err)
+		return err
+	}
+	a.holder.Store(s)
+	if err := a.mgr.Update(s); err != nil {
+		// The config is valid; a socket that cannot be bound is a local
+		// problem, logged rather than NACKed (Envoy does the same).
+		a.log.Error("listener update", "err", err)
+	}
+	var w []string
+	for typ, names := range u.Warming {
+		if len(names) > 0 {
+			w = append(w, fmt.Sprintf("%s %v", typ[strings.LastIndexByte(typ, '.')+1:], names))
+		}
+	}
+	ws := strings.Join(w, "; ")
+	a.warming.Store(&ws)
+	switch u.TypeURL {
+	case xdsclient.ListenerType:
+		a.ldsOK.Store(true)
+	case xdsclient.ClusterType:
+		a.cdsOK.Store(true)
+	}
+	a.log.Debug("applied xDS update", "type", u.TypeURL, "version", u.Version, "listeners", s.Listeners.Len(),
+		"routes", s.RouteTables.Len(), "clusters", s.Clusters.Len())
+	return nil
+}
+
+func (a *Agent) ready() (bool, string) {
+	if a.mgr.Draining() {
+		return false, "DRAINING"
+	}
+	var missing []string
+	if !a.cdsOK.Load() {
+		missing = append(missing, "CDS")
+	}
+	if !a.ldsOK.Load() {
+		missing = append(missing, "LDS")
+	}
+	if w := a.warming.Load(); w != nil && *w != "" {
+		missing = append(missing, "warming "+*w)
+	}
+	if len(missing) > 0 {
+		st := a.client.Status()
+		why := "not ready: waiting for " + strings.Join(missing, ", ")
+		if !st.Connected {
+			why += " (not connected to " + a.cfg.XDSAddr + ")"
+		}
+		if st.LastError != "" {
+			why += "; last error: " + st.LastError
+		}
+		return false, why
+	}
+	return true, "LIVE"
+}
+
+// Run serves until ctx is cancelled or Quit is called, then drains.
+func (a *Agent) Run(ctx context.Context) error {
+	xctx, xcancel := context.WithCancel(context.Background())
+	defer xcancel()
+	xdone := make(chan error, 1)
+	go func() { xdone <- a.client.Run(xctx) }()
+	adone := make(chan error, 1)
+	go func() { adone <- a.admin.Serve() }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case <-a.quit:
+	case err := <-adone:
+		runErr = fmt.Errorf("agent: admin server: %w", err)
+	}
+	a.log.Info("draining", "drain_time", a.cfg.DrainTime)
+	dctx, dcancel := context.WithTimeout(context.Background(), a.cfg.DrainTime)
+	defer dcancel()
+	if err := a.mgr.Shutdown(dctx); err != nil {
+		a.log.Warn("drain incomplete", "err", err)
+	}
+	// Keep xDS until traffic is gone so config keeps flowing during drain.
+	xcancel()
+	<-xdone
+	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+	defer scancel()
+	_ = a.admin.Shutdown(sctx)
+	a.log.Info("stopped")
+	return runErr
+}

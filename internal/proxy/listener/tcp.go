@@ -1,0 +1,85 @@
+package listener
+
+import (
+	"net"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+
+	"github.com/weftmesh/weft/internal/proxy/runtime"
+	"github.com/weftmesh/weft/internal/proxy/runtime/route"
+	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
+	"github.com/weftmesh/weft/internal/proxy/tcp"
+	"github.com/weftmesh/weft/internal/proxy/telemetry"
+)
+
+func (m *Manager) track(c net.Conn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.tcpConns[c] = struct{}{}
+	return true
+}
+
+func (m *Manager) untrack(c net.Conn) {
+	m.mu.Lock()
+	delete(m.tcpConns, c)
+	m.mu.Unlock()
+}
+
+// forwardTCP relays c to an endpoint of the named cluster (or to orig for
+// ORIGINAL_DST clusters such as PassthroughCluster). It closes c.
+func (m *Manager) forwardTCP(c net.Conn, snap *runtime.Snapshot, clusterName string, idle time.Duration, orig string, rep telemetry.Reporter) {
+	cl := snap.Cluster(clusterName)
+	if cl == nil {
+		m.log.Debug("tcp: cluster not found", "cluster", clusterName)
+		c.Close()
+		return
+	}
+	var ep *upstream.Endpoint
+	addr := orig
+	if cl.Type != clusterv3.Cluster_ORIGINAL_DST {
+		if ep = cl.Pick(0, false); ep == nil {
+			m.log.Debug("tcp: no healthy upstream", "cluster", clusterName)
+			c.Close()
+			return
+		}
+		addr = ep.Addr
+	}
+	m.forwardTo(c, cl, ep, addr, idle, m.cfg.Metrics.Dest(rep, clusterName))
+}
+
+func (m *Manager) forwardTo(c net.Conn, cl *upstream.Cluster, ep *upstream.Endpoint, addr string, idle time.Duration, dest *telemetry.Dest) {
+	if addr == "" || !m.track(c) {
+		c.Close()
+		return
+	}
+	defer m.untrack(c)
+	if cl != nil {
+		if !cl.Acquire(upstream.Connections) {
+			c.Close()
+			return
+		}
+		defer cl.Release(upstream.Connections)
+	}
+	if ep != nil {
+		ep.Begin()
+		defer ep.End()
+	}
+	cfg := tcp.Config{IdleTimeout: idle}
+	if cl != nil {
+		cfg.ConnectTimeout = cl.ConnectTimeout
+	}
+	dest.TCPOpened()
+	st, err := tcp.New(cfg).Forward(c, addr)
+	if ep != nil {
+		if err != nil && st.Sent == 0 && st.Received == 0 {
+			ep.ReportResult(0, route.ErrConnectFailure)
+		} else {
+			ep.ReportResult(200, nil)
+		}
+	}
+	dest.TCPClosed(st.Received, st.Sent)
+}
