@@ -104,14 +104,18 @@ func newHTTPHandler(h *HTTPGet) handler {
 		if err != nil {
 			return fail(what, err)
 		}
-		req.Header.Set("User-Agent", userAgent)
-		req.Header.Set("Accept", "*/*")
 		for _, hd := range headers {
 			if strings.EqualFold(hd.Name, "Host") {
 				req.Host = hd.Value
 				continue
 			}
 			req.Header.Add(hd.Name, hd.Value)
+		}
+		// Defaults the probe's headers may override, as with the kubelet.
+		for name, v := range map[string]string{"User-Agent": userAgent, "Accept": "*/*"} {
+			if _, ok := req.Header[name]; !ok {
+				req.Header.Set(name, v)
+			}
 		}
 		resp, err := client.Do(req)
 		if err != nil {
