@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,8 +53,36 @@ func runExec(ctx context.Context, fail failFunc, argv []string) error {
 	// ESRCH (group already empty) is the common, fine case.
 	_ = unix.Kill(-pid, unix.SIGKILL)
 	waitErr := cmd.Wait()
+	reapGroup(pid)
 	if timedOut {
 		return fail(what, ctx.Err())
 	}
 	return execResult(what, waitErr, stdout, stderr)
+}
+
+// reapGroup reaps the killed members of process group pgid that are our
+// children. They are ours only when this process is a child subreaper
+// (prctl PR_SET_CHILD_SUBREAPER, which weft-proxy sets when it runs as the
+// workload's lifecycle wrapper); otherwise the orphans went to init, which
+// reaps them, and there is nothing to do (ECHILD at once). Polling with
+// WNOHANG and a deadline: a member stuck in uninterruptible sleep must not
+// stall the prober. Runs after the leader is reaped by cmd.Wait, so it never
+// takes os/exec's child from it.
+func reapGroup(pgid int) {
+	deadline := time.Now().Add(execWaitDelay)
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PGID, pgid, &info, unix.WEXITED|unix.WNOHANG, nil)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil: // ECHILD: none of our children left in the group
+			return
+		case info.Signo == 0: // Linux zeroes info when no member has exited yet
+			if time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 }
