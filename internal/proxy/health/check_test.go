@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -182,4 +183,41 @@ func TestGRPCProbe(t *testing.T) {
 	if err := checkOnce(t, Probe{GRPC: &GRPC{Port: closedPort(t)}}); err == nil || !strings.Contains(err.Error(), "Unavailable") {
 		t.Errorf("closed port: err = %v", err)
 	}
+}
+
+// TestProbesLeakNoGoroutines: HTTP, TCP and gRPC probes leave nothing
+// running once they return (no keep-alive connections, closed gRPC
+// channels), so a prober can run for months.
+func TestProbesLeakNoGoroutines(t *testing.T) {
+	httpSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(httpSrv.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := grpchealth.NewServer()
+	gs := grpc.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	grpcPort := ln.Addr().(*net.TCPAddr).Port
+
+	probes := []Probe{
+		{HTTPGet: &HTTPGet{Port: serverPort(t, httpSrv)}},
+		{TCPSocket: &TCPSocket{Port: serverPort(t, httpSrv)}},
+		{GRPC: &GRPC{Port: grpcPort}},
+		{GRPC: &GRPC{Port: closedPort(t)}},
+	}
+	// Warm up lazily started runtime and server goroutines.
+	for _, p := range probes {
+		_ = checkOnce(t, p)
+	}
+	baseline := runtime.NumGoroutine()
+	for range 20 {
+		for _, p := range probes {
+			_ = checkOnce(t, p)
+		}
+	}
+	// 80 probes: a leak of even one goroutine per probe would show.
+	waitFor(t, "goroutines back to baseline", func() bool { return runtime.NumGoroutine() <= baseline+2 })
 }
