@@ -10,6 +10,6 @@
 // HealthInformationType and DiscoveryRequest for the proposed message).
 //
 // weft-proxy links this package, so it imports neither Kubernetes nor the
-// control plane nor istio.io/api; the control plane converts a WorkloadGroup
-// probe into a Probe.
+// control plane nor istio.io/api: the WorkloadGroup probe arrives as the
+// JSON protojson makes of it, read by ParseIstioProbe.
 package health
