@@ -115,19 +115,22 @@ func (v *vmStream) recv() (*discovery.DiscoveryResponse, error) {
 	}
 }
 
-// webHealth waits for an EDS response and returns the health of the host's
-// endpoint in the web service's load assignment ("" if absent); it ACKs.
-func (v *vmStream) webHealth() string {
+// waitWebHealth reads (and ACKs) responses until an EDS response gives the
+// host's endpoint in the web service the wanted health status.
+func (v *vmStream) waitWebHealth(want string) {
 	v.t.Helper()
-	for {
+	got := "no EDS response"
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
 		r, err := v.recv()
 		if err != nil {
-			v.t.Fatalf("stream: %v", err)
+			v.t.Fatalf("stream: %v (last EDS health %s, want %s)", err, got, want)
 		}
 		v.send(&discovery.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()})
 		if r.GetTypeUrl() != translate.EndpointType {
 			continue
 		}
+		got = "endpoint absent"
 		for _, a := range r.GetResources() {
 			var cla endpointv3.ClusterLoadAssignment
 			if err := a.UnmarshalTo(&cla); err != nil {
@@ -139,13 +142,16 @@ func (v *vmStream) webHealth() string {
 			for _, loc := range cla.GetEndpoints() {
 				for _, ep := range loc.GetLbEndpoints() {
 					if ep.GetEndpoint().GetAddress().GetSocketAddress().GetAddress() == "10.77.0.5" {
-						return ep.GetHealthStatus().String()
+						got = ep.GetHealthStatus().String()
 					}
 				}
 			}
 		}
-		return ""
+		if got == want {
+			return
+		}
 	}
+	v.t.Fatalf("EDS health of the host: %s, want %s", got, want)
 }
 
 func modelHealth(wd *testenv.Weftd) (model.Health, error) {
@@ -225,19 +231,13 @@ func TestHostAutoRegistration(t *testing.T) {
 	// The group has a probe: the endpoint waits for the first report.
 	wantModelHealth(t, wd, model.Unhealthy)
 	vm.send(&discovery.DiscoveryRequest{TypeUrl: translate.EndpointType})
-	if h := vm.webHealth(); h != "UNHEALTHY" {
-		t.Fatalf("EDS health before any report: %q", h)
-	}
+	vm.waitWebHealth("UNHEALTHY")
 	vm.send(&discovery.DiscoveryRequest{TypeUrl: xds.HealthInfoType})
 	wantModelHealth(t, wd, model.Healthy)
-	if h := vm.webHealth(); h != "HEALTHY" {
-		t.Fatalf("EDS health after a healthy report: %q", h)
-	}
+	vm.waitWebHealth("HEALTHY")
 	vm.send(&discovery.DiscoveryRequest{TypeUrl: xds.HealthInfoType, ErrorDetail: &rpcstatus.Status{Code: int32(codes.Internal), Message: "GET /ready: 503"}})
 	wantModelHealth(t, wd, model.Unhealthy)
-	if h := vm.webHealth(); h != "UNHEALTHY" {
-		t.Fatalf("EDS health after an unhealthy report: %q", h)
-	}
+	vm.waitWebHealth("UNHEALTHY")
 
 	// The host goes away: the entry outlives it for the grace period only.
 	vm.cancel()
