@@ -15,8 +15,9 @@
 // part shared by proxies that differ only in IPs and workload and a cheap
 // inbound part (SplitGenerator); content-hash versions per resource and
 // type so unchanged types are not resent; endpoint-only pushes; a guard
-// against NACK resend loops (see onSotWRequest); and a second, non-ADS
-// cache for proxyless gRPC (see New).
+// against NACK resend loops (see onSotWRequest); a second, non-ADS
+// cache for proxyless gRPC (see New); and, for the control plane,
+// connect/disconnect hooks and Istio's health reports (hooks.go).
 //
 // Known cost left in the SnapshotCache path (SotW, proxyless gRPC): each
 // response copies and hashes its resources again and every ACK re-diffs
