@@ -29,6 +29,7 @@ func main() {
 	flag.DurationVar(&cfg.CertTTL, "cert-ttl", 24*time.Hour, "default workload certificate lifetime")
 	flag.DurationVar(&cfg.MaxCertTTL, "max-cert-ttl", 90*24*time.Hour, "longest certificate lifetime a workload may request")
 	flag.StringVar(&cfg.MonitoringAddr, "monitoring-addr", "127.0.0.1:15014", "address for /metrics, /ready, /debug/* and the config API")
+	flag.DurationVar(&cfg.AutoregistrationGrace, "autoregistration-grace", 30*time.Second, "keep an auto-registered WorkloadEntry this long after its proxy disconnected")
 	flag.DurationVar(&cfg.Debounce, "push-debounce", 100*time.Millisecond, "wait this long for more config changes before pushing xDS")
 	flag.StringVar(&mesh.TrustDomain, "trust-domain", mesh.TrustDomain, "SPIFFE trust domain")
 	flag.StringVar(&mesh.DomainSuffix, "domain-suffix", mesh.DomainSuffix, "DNS suffix completing short hosts (<name>.<ns>.svc.<suffix>)")

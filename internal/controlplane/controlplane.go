@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/weftmesh/weft/internal/api"
+	"github.com/weftmesh/weft/internal/autoreg"
 	"github.com/weftmesh/weft/internal/ca"
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/model"
@@ -54,6 +55,12 @@ type Config struct {
 	Debounce time.Duration
 	Mesh     model.MeshConfig
 	Logger   *slog.Logger
+	// AutoregistrationGrace is how long an auto-registered WorkloadEntry
+	// outlives its proxy's connection (default 30s).
+	AutoregistrationGrace time.Duration
+	// AllowInsecureAutoregistration lets proxies on the plaintext xDS port
+	// auto-register without an identity (development and tests only).
+	AllowInsecureAutoregistration bool
 }
 
 // Server is a running weftd.
@@ -62,6 +69,7 @@ type Server struct {
 	log      *slog.Logger
 	store    *config.Store
 	agg      *config.Aggregator
+	autoreg  *autoreg.Registry
 	xds      *xds.Server
 	registry *prometheus.Registry
 	model    atomic.Pointer[model.Snapshot]
@@ -124,13 +132,23 @@ func New(cfg Config) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
+	s.autoreg, err = autoreg.New(autoreg.Config{KV: s.store, Snapshot: func() *config.Snapshot { return s.agg.Current() },
+		GracePeriod: cfg.AutoregistrationGrace, AllowInsecure: cfg.AllowInsecureAutoregistration, Logger: cfg.Logger})
+	if err != nil {
+		s.store.Close()
+		return nil, fmt.Errorf("weftd: auto-registration: %w", err)
+	}
+	sources = append(sources, s.autoreg)
 	s.agg = config.NewAggregator(config.AggregatorConfig{Sources: sources, Logger: cfg.Logger})
 	s.warnings = newWarningGenerator(cfg.Logger, s.registry)
 	s.xds = xds.New(xds.Config{
-		Generator:  s.warnings,
-		Debounce:   cfg.Debounce,
-		Logger:     cfg.Logger,
-		Registerer: s.registry,
+		Generator:    s.warnings,
+		Debounce:     cfg.Debounce,
+		Logger:       cfg.Logger,
+		Registerer:   s.registry,
+		OnConnect:    s.onConnect,
+		OnDisconnect: s.onDisconnect,
+		OnHealth:     s.onHealth,
 	})
 	s.metrics = newMetrics(s.registry, s.agg)
 	return s, nil
@@ -209,7 +227,7 @@ func (s *Server) modelLoop(ctx context.Context) {
 			return
 		case snap := <-updates:
 			start := time.Now()
-			opts := model.BuildOptions{Mesh: s.cfg.Mesh}
+			opts := model.BuildOptions{Mesh: s.cfg.Mesh, Health: s.autoreg.Health}
 			if vips != nil {
 				opts.VIPs = vips
 			}

@@ -89,7 +89,8 @@ func (s *Server) authenticateXDS(srv any, ss grpc.ServerStream, info *grpc.Strea
 			s.log.Warn("xDS stream refused: no valid mesh certificate or bootstrap token", "method", info.FullMethod, "err", err)
 			return status.Error(codes.Unauthenticated, "xDS on the secure port needs a mesh certificate or a bootstrap token: "+err.Error())
 		}
-		_ = grant // the identity will scope what the proxy may ask for (next: node/identity binding)
+		// The xDS connect hook (auto-registration) checks the proxy against it.
+		ss = grantStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), grantKey{}, grant)}
 	}
 	return handler(srv, ss)
 }

@@ -35,6 +35,10 @@ type WeftdOptions struct {
 	Debounce time.Duration
 	// Log shows weftd's logs in the test output (they are discarded otherwise).
 	Log bool
+	// AutoregistrationGrace sets weftd's auto-registration grace period (0: its default).
+	AutoregistrationGrace time.Duration
+	// AllowInsecureAutoregistration lets plaintext xDS clients auto-register.
+	AllowInsecureAutoregistration bool
 }
 
 // StartWeftd starts weftd with plaintext xDS and monitoring on loopback ports
@@ -58,13 +62,15 @@ func StartWeftd(t testing.TB, opts WeftdOptions) *Weftd {
 		debounce = 20 * time.Millisecond
 	}
 	srv, err := controlplane.New(controlplane.Config{
-		ConfigDir:       cfgDir,
-		DataDir:         dataDir,
-		InsecureXDSAddr: "127.0.0.1:0",
-		SecureAddr:      "127.0.0.1:0",
-		MonitoringAddr:  "127.0.0.1:0",
-		Debounce:        debounce,
-		Logger:          slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		ConfigDir:                     cfgDir,
+		DataDir:                       dataDir,
+		InsecureXDSAddr:               "127.0.0.1:0",
+		SecureAddr:                    "127.0.0.1:0",
+		MonitoringAddr:                "127.0.0.1:0",
+		Debounce:                      debounce,
+		AutoregistrationGrace:         opts.AutoregistrationGrace,
+		AllowInsecureAutoregistration: opts.AllowInsecureAutoregistration,
+		Logger:                        slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatalf("start weftd: %v", err)

@@ -15,8 +15,9 @@
 // part shared by proxies that differ only in IPs and workload and a cheap
 // inbound part (SplitGenerator); content-hash versions per resource and
 // type so unchanged types are not resent; endpoint-only pushes; a guard
-// against NACK resend loops (see onSotWRequest); and a second, non-ADS
-// cache for proxyless gRPC (see New).
+// against NACK resend loops (see onSotWRequest); a second, non-ADS
+// cache for proxyless gRPC (see New); and, for the control plane,
+// connect/disconnect hooks and Istio's health reports (hooks.go).
 //
 // Known cost left in the SnapshotCache path (SotW, proxyless gRPC): each
 // response copies and hashes its resources again and every ACK re-diffs
@@ -88,6 +89,20 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Clock defaults to the wall clock.
 	Clock Clock
+
+	// OnConnect, if set, is called when a node's first stream opens, before
+	// anything is served to it, with that stream's context (which carries
+	// what the gRPC interceptors put there, such as the authenticated
+	// identity). An error refuses the stream: PermissionDenied with the
+	// error's message, or the error's own gRPC status if it has one.
+	// Calls for one node id never overlap with OnDisconnect for that id.
+	OnConnect func(ctx context.Context, p *model.Proxy) error
+	// OnDisconnect, if set, is called when the last stream of a node that
+	// OnConnect accepted has closed.
+	OnDisconnect func(p *model.Proxy)
+	// OnHealth, if set, receives the health reports a proxy sends as
+	// HealthInfoType requests (Istio's agent: probe results of the host).
+	OnHealth func(p *model.Proxy, healthy bool, msg string)
 }
 
 // Server is the xDS server. Create it with New, Register it on a gRPC
@@ -121,6 +136,9 @@ type Server struct {
 	lastUpdate   time.Time
 	nodes        map[string]*nodeState
 	streams      map[streamKey]string // open stream -> node id
+	streamCtx    map[streamKey]context.Context
+
+	hooks connectHooks // orders OnConnect/OnDisconnect per node id
 }
 
 // streamKey identifies a stream: go-control-plane numbers SotW and delta
@@ -181,13 +199,14 @@ func New(cfg Config) *Server {
 		reg = prometheus.NewRegistry()
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "xds"),
-		clock:   cfg.Clock,
-		kick:    make(chan struct{}, 1),
-		gen:     newGeneration(),
-		nodes:   map[string]*nodeState{},
-		streams: map[streamKey]string{},
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "xds"),
+		clock:     cfg.Clock,
+		kick:      make(chan struct{}, 1),
+		gen:       newGeneration(),
+		nodes:     map[string]*nodeState{},
+		streams:   map[streamKey]string{},
+		streamCtx: map[streamKey]context.Context{},
 	}
 	s.split, _ = cfg.Generator.(SplitGenerator)
 	m, err := newMetrics(reg)
@@ -207,14 +226,22 @@ func New(cfg Config) *Server {
 	s.grpc = cache.NewSnapshotCache(false, cache.IDHash{}, cpLogger{s.log})
 	s.delta = newDeltaCache()
 	mux := &cache.MuxCache{
-		Classify: func(r *cache.Request) string { return s.cacheKey(r.GetNode().GetId()) },
+		Classify: func(r *cache.Request) string {
+			if r.GetTypeUrl() == HealthInfoType {
+				return "health"
+			}
+			return s.cacheKey(r.GetNode().GetId())
+		},
 		ClassifyDelta: func(r *cache.DeltaRequest) string {
+			if r.GetTypeUrl() == HealthInfoType {
+				return "health"
+			}
 			if k := s.cacheKey(r.GetNode().GetId()); k != "ads" {
 				return k
 			}
 			return "delta"
 		},
-		Caches: map[string]cache.Cache{"ads": s.cache, "grpc": s.grpc, "delta": s.delta},
+		Caches: map[string]cache.Cache{"ads": s.cache, "grpc": s.grpc, "delta": s.delta, "health": healthSink{}},
 	}
 	s.xds = serverv3.NewServer(s.ctx, mux, callbacks{s})
 	return s
@@ -475,6 +502,18 @@ func (s *Server) join(key streamKey, node *corev3.Node) (string, error) {
 		kind = StreamDelta
 	}
 
+	unlock := s.hooks.lock(proxy.ID)
+	defer unlock()
+	s.mu.Lock()
+	_, existing := s.nodes[proxy.ID]
+	s.mu.Unlock()
+	if !existing {
+		// Outside pushMu: the hook may write to a store, and pushes must not wait.
+		if err := s.connect(s.streamContext(key), proxy); err != nil {
+			return "", err
+		}
+	}
+
 	s.pushMu.Lock()
 	defer s.pushMu.Unlock()
 	s.mu.Lock()
@@ -541,13 +580,29 @@ func (s *Server) generateClass(n *nodeState) (*classEntry, error) {
 // leave forgets a closed stream; the node's snapshot and status go with
 // its last stream.
 func (s *Server) leave(key streamKey) {
+	s.mu.Lock()
+	delete(s.streamCtx, key)
+	id, ok := s.streams[key]
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	unlock := s.hooks.lock(id)
+	defer unlock()
+	if p := s.forget(key, id); p != nil && s.cfg.OnDisconnect != nil {
+		s.cfg.OnDisconnect(p)
+	}
+}
+
+// forget removes a closed stream and, with its last stream, the node; it
+// returns the node's proxy when the node is gone.
+func (s *Server) forget(key streamKey, id string) *model.Proxy {
 	s.pushMu.Lock()
 	defer s.pushMu.Unlock()
 	s.mu.Lock()
-	id, ok := s.streams[key]
-	if !ok {
+	if _, ok := s.streams[key]; !ok {
 		s.mu.Unlock()
-		return
+		return nil
 	}
 	delete(s.streams, key)
 	n := s.nodes[id]
@@ -558,12 +613,14 @@ func (s *Server) leave(key streamKey) {
 		s.metrics.connected.WithLabelValues(n.proxy.Type.String()).Dec()
 	}
 	s.mu.Unlock()
-	if last {
-		s.cacheFor(n.proxy).ClearSnapshot(id)
-		if n.proxy.Type != model.ProxyGRPC {
-			s.delta.ClearSnapshot(id)
-		}
+	if !last {
+		return nil
 	}
+	s.cacheFor(n.proxy).ClearSnapshot(id)
+	if n.proxy.Type != model.ProxyGRPC {
+		s.delta.ClearSnapshot(id)
+	}
+	return n.proxy
 }
 
 // cacheKey names the cache serving a node (the MuxCache classifier).
@@ -628,6 +685,10 @@ func (s *Server) onSotWRequest(id int64, req *discovery.DiscoveryRequest) error 
 			return err
 		}
 	}
+	if req.GetTypeUrl() == HealthInfoType {
+		s.health(key, req.GetErrorDetail(), req.GetErrorDetail() != nil)
+		return nil
+	}
 	if nacked := s.recordRequest(key, req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail()); nacked != "" {
 		req.VersionInfo = nacked
 	}
@@ -641,6 +702,10 @@ func (s *Server) onDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) 
 			return err
 		}
 	}
+	if req.GetTypeUrl() == HealthInfoType {
+		s.health(key, req.GetErrorDetail(), req.GetErrorDetail() != nil)
+		return nil
+	}
 	s.recordRequest(key, req.GetTypeUrl(), "", req.GetResponseNonce(), req.GetErrorDetail())
 	return nil
 }
@@ -650,15 +715,21 @@ type callbacks struct{ s *Server }
 
 var _ serverv3.Callbacks = callbacks{}
 
-func (c callbacks) OnStreamOpen(context.Context, int64, string) error { return nil }
-func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node)           { c.s.leave(streamKey{id: id}) }
+func (c callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	c.s.openStream(ctx, streamKey{id: id})
+	return nil
+}
+func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node) { c.s.leave(streamKey{id: id}) }
 func (c callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
 	return c.s.onSotWRequest(id, req)
 }
 func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
 	c.s.recordSent(streamKey{id: id}, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
 }
-func (c callbacks) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
+func (c callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	c.s.openStream(ctx, streamKey{delta: true, id: id})
+	return nil
+}
 func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 	c.s.leave(streamKey{delta: true, id: id})
 }
