@@ -62,10 +62,14 @@ func (t *NameTable) List() []Host {
 //
 //   - from any namespace: "<svc>.<ns>" and "<svc>.<ns>.svc";
 //   - from the same namespace also the bare "<svc>";
-//   - each of those with the client's search domains appended
-//     ("<proxyNamespace>.svc.<suffix>", "svc.<suffix>", "<suffix>"), because
-//     a resolver with ndots:5 tries those first; answering them directly
-//     saves an upstream round trip per lookup.
+//   - each of those with the first search domain of a client in
+//     proxyNamespace appended ("reviews.default.default.svc.cluster.local"),
+//     because a resolver with ndots:5 tries that before the real name;
+//     answering it saves an upstream round trip (NXDOMAIN) per lookup.
+//     Later search domains ("svc.<suffix>", "<suffix>") are not expanded:
+//     appended to a short form they either give the canonical name or a
+//     name that means something else in Kubernetes DNS ("<x>.svc.<suffix>"
+//     is namespace x).
 //
 // Canonical names always win over generated ones; hosts with the same name
 // are merged. An empty domainSuffix disables short names. Entries without any
@@ -132,16 +136,13 @@ func shortNames(name, namespace, proxyNamespace, suffix string) []string {
 	if ns == proxyNamespace {
 		forms = append(forms, svc)
 	}
-	search := []string{"svc." + suffix, suffix}
-	if proxyNamespace != "" {
-		search = append([]string{proxyNamespace + ".svc." + suffix}, search...)
-	}
 	out := slices.Clone(forms)
+	if proxyNamespace == "" {
+		return out
+	}
 	for _, f := range forms {
-		for _, s := range search {
-			if n := f + "." + s; n != name {
-				out = append(out, n)
-			}
+		if n := f + "." + proxyNamespace + ".svc." + suffix; n != name {
+			out = append(out, n)
 		}
 	}
 	return out
