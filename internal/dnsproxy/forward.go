@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -16,6 +19,99 @@ import (
 // weft-proxy process; in transparent mode the iptables rule that redirects
 // port 53 to 15053 exempts the proxy's uid (as Istio exempts 1337), so they
 // are not captured. Nothing here binds port 53.
+
+// resolve answers a non-mesh query from the cache, from an identical query
+// already in flight, or from the upstreams. It always returns a response
+// (SERVFAIL when nothing else is possible).
+func (s *Server) resolve(req *dns.Msg) *dns.Msg {
+	key := keyOf(req)
+	if m := s.cache.get(key, s.cfg.Clock()); m != nil {
+		s.stats.hits.Add(1)
+		return asAnswerTo(req, m)
+	}
+	f, leader := s.flights.join(key)
+	if f == nil {
+		s.stats.rejected.Add(1)
+		return new(dns.Msg).SetRcode(req, dns.RcodeServerFailure)
+	}
+	if !leader {
+		// A hot name expiring under load must not turn into a burst of
+		// upstream queries (and SERVFAILs once MaxInflight is reached).
+		defer s.flights.waiters.Add(-1)
+		<-f.done // the leader finishes within Config.Timeout
+		if f.resp == nil {
+			return new(dns.Msg).SetRcode(req, dns.RcodeServerFailure)
+		}
+		s.stats.coalesced.Add(1)
+		return asAnswerTo(req, f.resp.Copy())
+	}
+	defer s.flights.finish(key, f)
+	select {
+	case s.inflight <- struct{}{}:
+	default:
+		s.stats.rejected.Add(1)
+		return new(dns.Msg).SetRcode(req, dns.RcodeServerFailure)
+	}
+	defer func() { <-s.inflight }()
+	s.stats.forwarded.Add(1)
+	resp, err := s.forward(s.context(), req)
+	if err != nil {
+		s.stats.upErrs.Add(1)
+		if s.log.Enabled(context.Background(), slog.LevelDebug) {
+			s.log.Debug("forward failed", "name", req.Question[0].Name, "type", dns.TypeToString[req.Question[0].Qtype], "err", err)
+		}
+		return new(dns.Msg).SetRcode(req, dns.RcodeServerFailure)
+	}
+	s.cache.put(key, resp, s.cfg.Clock())
+	f.resp = resp.Copy()
+	return asAnswerTo(req, resp)
+}
+
+// asAnswerTo addresses a forwarded or cached response to req: its ID and
+// its question as the client spelled it.
+func asAnswerTo(req, m *dns.Msg) *dns.Msg {
+	m.Id = req.Id
+	m.Question = []dns.Question{req.Question[0]}
+	return m
+}
+
+// flights coalesces identical forwarded queries.
+type flights struct {
+	mu         sync.Mutex
+	calls      map[cacheKey]*flight
+	waiters    atomic.Int64
+	maxWaiters int64
+}
+
+type flight struct {
+	done chan struct{}
+	resp *dns.Msg // set before done is closed; nil on failure
+}
+
+// join returns the flight for key and whether the caller leads it (must
+// forward and then call finish). It returns nil when too many callers
+// already wait.
+func (fs *flights) join(key cacheKey) (*flight, bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f, ok := fs.calls[key]; ok {
+		if fs.waiters.Add(1) > fs.maxWaiters {
+			fs.waiters.Add(-1)
+			return nil, false
+		}
+		return f, false
+	}
+	f := &flight{done: make(chan struct{})}
+	fs.calls[key] = f
+	return f, true
+}
+
+func (fs *flights) finish(key cacheKey, f *flight) {
+	fs.mu.Lock()
+	delete(fs.calls, key)
+	fs.mu.Unlock()
+	close(f.done)
+}
 
 // forward sends req to the upstreams in order within Config.Timeout. An
 // upstream that fails, times out, or answers SERVFAIL/REFUSED is skipped;

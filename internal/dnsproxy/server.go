@@ -51,7 +51,9 @@ type Config struct {
 	// 10,000; negative disables the cache.
 	CacheSize int
 	// MaxInflight bounds concurrently forwarded queries; queries beyond it
-	// are answered SERVFAIL at once and counted in Stats.Rejected. Default 256.
+	// are answered SERVFAIL at once and counted in Stats.Rejected. Identical
+	// queries arriving while one is forwarded wait for its answer instead
+	// (at most 4×MaxInflight of them). Default 256.
 	MaxInflight int
 	// MaxTCPConns bounds open client TCP connections; further connections
 	// wait in the kernel backlog. Default 128.
@@ -77,13 +79,14 @@ type Stats struct {
 	CacheHits      uint64 // answered from the forwarding cache
 	Forwarded      uint64 // sent to an upstream
 	UpstreamErrors uint64 // forwarded queries that ended in SERVFAIL
+	Coalesced      uint64 // answered with the result of an identical query already in flight
 	Rejected       uint64 // answered SERVFAIL because MaxInflight was reached
 	Dropped        uint64 // dropped unanswered by the rate limiter
 	Malformed      uint64 // packets that could not be parsed or were refused as FORMERR/NOTIMP
 }
 
 type counters struct {
-	queries, mesh, hits, forwarded, upErrs, rejected, dropped, malformed atomic.Uint64
+	queries, mesh, hits, coalesced, forwarded, upErrs, rejected, dropped, malformed atomic.Uint64
 }
 
 // Server is the DNS proxy. Create it with [New], give it a table with
@@ -95,6 +98,7 @@ type Server struct {
 	table     atomic.Pointer[compiled]
 	cache     *cache
 	inflight  chan struct{}
+	flights   flights
 	limiter   *limiter
 	stats     counters
 
@@ -156,6 +160,7 @@ func New(cfg Config) (*Server, error) {
 		log:       cfg.Logger.With("component", "dnsproxy"),
 		upstreams: upstreams,
 		inflight:  make(chan struct{}, cfg.MaxInflight),
+		flights:   flights{calls: map[cacheKey]*flight{}, maxWaiters: 4 * int64(cfg.MaxInflight)},
 	}
 	if cfg.CacheSize > 0 {
 		s.cache = newCache(cfg.CacheSize)
@@ -178,7 +183,7 @@ func (s *Server) Stats() Stats {
 	c := &s.stats
 	return Stats{
 		Queries: c.queries.Load(), MeshAnswers: c.mesh.Load(), CacheHits: c.hits.Load(),
-		Forwarded: c.forwarded.Load(), UpstreamErrors: c.upErrs.Load(), Rejected: c.rejected.Load(),
+		Coalesced: c.coalesced.Load(), Forwarded: c.forwarded.Load(), UpstreamErrors: c.upErrs.Load(), Rejected: c.rejected.Load(),
 		Dropped: c.dropped.Load(), Malformed: c.malformed.Load(),
 	}
 }
@@ -391,38 +396,6 @@ func rrHeader(name string, t uint16) dns.RR_Header {
 }
 
 func addrIP(a netip.Addr) net.IP { return net.IP(a.AsSlice()) }
-
-// resolve answers a non-mesh query from the cache or the upstreams. It
-// always returns a response.
-func (s *Server) resolve(req *dns.Msg) *dns.Msg {
-	key := keyOf(req)
-	if m := s.cache.get(key, s.cfg.Clock()); m != nil {
-		s.stats.hits.Add(1)
-		m.Id = req.Id
-		m.Question = []dns.Question{req.Question[0]}
-		return m
-	}
-	select {
-	case s.inflight <- struct{}{}:
-	default:
-		s.stats.rejected.Add(1)
-		return new(dns.Msg).SetRcode(req, dns.RcodeServerFailure)
-	}
-	defer func() { <-s.inflight }()
-	s.stats.forwarded.Add(1)
-	resp, err := s.forward(s.context(), req)
-	if err != nil {
-		s.stats.upErrs.Add(1)
-		if s.log.Enabled(context.Background(), slog.LevelDebug) {
-			s.log.Debug("forward failed", "name", req.Question[0].Name, "type", dns.TypeToString[req.Question[0].Qtype], "err", err)
-		}
-		return new(dns.Msg).SetRcode(req, dns.RcodeServerFailure)
-	}
-	s.cache.put(key, resp, s.cfg.Clock())
-	resp.Id = req.Id
-	resp.Question = []dns.Question{req.Question[0]}
-	return resp
-}
 
 // context is cancelled by Shutdown; ServeDNS called without Start (fuzzing,
 // mounting on another listener) runs with a background context.

@@ -2,12 +2,14 @@ package dnsproxy
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,7 +270,7 @@ func TestInflightBound(t *testing.T) {
 	for i := range rcodes {
 		wg.Go(func() {
 			c := &dns.Client{Timeout: 5 * time.Second}
-			r, _, err := c.Exchange(new(dns.Msg).SetQuestion("slow.example.org.", dns.TypeA), s.Addr())
+			r, _, err := c.Exchange(new(dns.Msg).SetQuestion(fmt.Sprintf("slow%d.example.org.", i), dns.TypeA), s.Addr())
 			rcodes[i] = -1
 			if err == nil {
 				rcodes[i] = r.Rcode
@@ -287,6 +289,28 @@ func TestInflightBound(t *testing.T) {
 	}
 	if ok > 2 || ok+fail != 6 || s.Stats().Rejected != uint64(fail) {
 		t.Fatalf("ok=%d servfail=%d stats=%+v; want at most 2 forwarded at once", ok, fail, s.Stats())
+	}
+}
+
+func TestIdenticalQueriesCoalesce(t *testing.T) {
+	up := startUpstream(t)
+	up.delay.Store(int64(200 * time.Millisecond))
+	s := startProxy(t, Config{Upstreams: []string{up.addr}, MaxInflight: 2, CacheSize: -1})
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for range 6 {
+		wg.Go(func() {
+			c := &dns.Client{Timeout: 5 * time.Second}
+			r, _, err := c.Exchange(new(dns.Msg).SetQuestion("hot.example.org.", dns.TypeA), s.Addr())
+			if err == nil && len(r.Answer) == 1 && r.Answer[0].Header().Name == "hot.example.org." {
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	st := s.Stats()
+	if ok.Load() != 6 || up.hits.Load() != 1 || st.Forwarded != 1 || st.Coalesced != 5 {
+		t.Fatalf("answered %d/6, upstream hits %d, stats %+v; want one upstream query", ok.Load(), up.hits.Load(), st)
 	}
 }
 
