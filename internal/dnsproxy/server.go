@@ -385,9 +385,6 @@ func meshAnswer(req *dns.Msg, e *HostEntry) *dns.Msg {
 			resp.Answer = append(resp.Answer, &dns.AAAA{Hdr: rrHeader(q.Name, dns.TypeAAAA), AAAA: addrIP(ip)})
 		}
 	}
-	if opt := req.IsEdns0(); opt != nil {
-		resp.SetEdns0(ednsSize, opt.Do())
-	}
 	return resp
 }
 
@@ -417,6 +414,10 @@ func (s *Server) write(w dns.ResponseWriter, req, resp *dns.Msg) {
 		if opt := req.IsEdns0(); opt != nil {
 			size = max(int(opt.UDPSize()), dns.MinMsgSize)
 		}
+	}
+	if opt := req.IsEdns0(); opt != nil && resp.IsEdns0() == nil {
+		// RFC 6891 §7: answer an EDNS query with an OPT record.
+		resp.SetEdns0(ednsSize, opt.Do())
 	}
 	resp.Compress = true
 	resp.Truncate(size)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -407,5 +408,52 @@ func TestContextCancelStops(t *testing.T) {
 			t.Fatal("still listening after ctx cancel")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestShutdownLeavesNoGoroutines(t *testing.T) {
+	up := startUpstream(t)
+	base := runtime.NumGoroutine()
+	s, err := New(Config{Addr: "127.0.0.1:0", Upstreams: []string{up.addr}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetTable(testTable(t))
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ask(t, s.Addr(), "udp", "reviews.", dns.TypeA)
+	ask(t, s.Addr(), "udp", "www.example.org.", dns.TypeA)
+	// An idle client TCP connection must not keep the server alive.
+	idle, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	m := new(dns.Msg).SetQuestion("reviews.", dns.TypeA)
+	m.SetEdns0(1232, false)
+	co := &dns.Conn{Conn: idle}
+	if err := co.WriteMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	r, err := co.ReadMsg()
+	if err != nil || len(r.Answer) != 1 || r.IsEdns0() == nil {
+		t.Fatalf("tcp answer %v %v (want an OPT record echoed)", r, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines after shutdown, %d before\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("second shutdown: %v", err)
 	}
 }
