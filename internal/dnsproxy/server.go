@@ -336,7 +336,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		s.stats.dropped.Add(1)
 		return
 	}
-	if req.Response || len(req.Question) != 1 {
+	if req.Response {
+		// Never answer a response: two servers could bounce errors forever.
+		s.stats.malformed.Add(1)
+		return
+	}
+	if len(req.Question) != 1 {
 		s.stats.malformed.Add(1)
 		s.write(w, req, new(dns.Msg).SetRcodeFormatError(req))
 		return
