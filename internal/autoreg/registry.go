@@ -43,6 +43,11 @@ const (
 	AnnotationConnectedAt    = "istio.io/connectedAt"
 	AnnotationDisconnectedAt = "istio.io/disconnectedAt"
 	AnnotationProxyID        = "weft.dev/proxy-id"
+	// AnnotationHealth is "healthy" or "unhealthy" once the host reported a
+	// probe result; AnnotationHealthMessage carries the last probe error.
+	// weftctl shows both.
+	AnnotationHealth        = "weft.dev/health"
+	AnnotationHealthMessage = "weft.dev/health-message"
 )
 
 // DefaultGracePeriod is how long an entry outlives its proxy's last stream.
@@ -619,11 +624,33 @@ func (r *Registry) rebuild() {
 func (r *Registry) rebuildLocked() func() {
 	objs := make([]*config.Object, 0, len(r.entries))
 	for _, e := range r.entries {
-		objs = append(objs, e.obj)
+		objs = append(objs, withHealth(e.obj, e.health))
 	}
 	sort.Slice(objs, func(i, j int) bool { return objs[i].Key().Less(objs[j].Key()) })
 	r.contents = config.Contents{Objects: objs, Diagnostics: append(config.Diagnostics(nil), r.diags...)}
 	return r.changed
+}
+
+// withHealth returns obj carrying the reported health as annotations (a copy:
+// published objects are immutable, and the stored entry stays health-free so
+// its resourceVersion does not move with every probe flip).
+func withHealth(obj *config.Object, h *healthState) *config.Object {
+	if h == nil {
+		return obj
+	}
+	cp := *obj
+	cp.Annotations = cloneMap(obj.Annotations)
+	if cp.Annotations == nil {
+		cp.Annotations = map[string]string{}
+	}
+	cp.Annotations[AnnotationHealth] = "unhealthy"
+	if h.Healthy {
+		cp.Annotations[AnnotationHealth] = "healthy"
+	}
+	if h.Message != "" {
+		cp.Annotations[AnnotationHealthMessage] = h.Message
+	}
+	return &cp
 }
 
 func cloneMap(m map[string]string) map[string]string {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	networkingv1 "istio.io/api/networking/v1"
 
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/config"
@@ -222,6 +223,9 @@ func printObjects(w io.Writer, list *api.ObjectList, output string, showKind boo
 			return nil
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+		if !showKind && list.Objects[0].Kind == config.KindWorkloadEntry {
+			return printWorkloadEntries(tw, list)
+		}
 		if showKind {
 			fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tSOURCE\tAGE")
 		} else {
@@ -390,4 +394,34 @@ func newValidateCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "file, directory or - (stdin); repeatable")
 	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "read directories recursively")
 	return cmd
+}
+
+// printWorkloadEntries adds what operators look for on hosts: the address
+// and, for auto-registered hosts, the health their probe last reported.
+func printWorkloadEntries(tw *tabwriter.Writer, list *api.ObjectList) error {
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tADDRESS\tHEALTH\tSOURCE\tAGE")
+	for _, o := range list.Objects {
+		addr, health := "-", "-"
+		if objs, _ := config.Decode([]byte(o.YAML), config.Origin{}); len(objs) == 1 {
+			if we, ok := objs[0].Spec.(*networkingv1.WorkloadEntry); ok && we.GetAddress() != "" {
+				addr = we.GetAddress()
+			}
+			if h := objs[0].Annotations["weft.dev/health"]; h != "" {
+				health = h
+				if msg := objs[0].Annotations["weft.dev/health-message"]; msg != "" && h != "healthy" {
+					health += ": " + truncate(msg, 60)
+				}
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Namespace, o.Name, addr, health, o.Origin.Source, age(o.Created))
+	}
+	return tw.Flush()
+}
+
+func truncate(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
 }

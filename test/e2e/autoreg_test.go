@@ -238,6 +238,14 @@ func TestHostAutoRegistration(t *testing.T) {
 	vm.send(&discovery.DiscoveryRequest{TypeUrl: xds.HealthInfoType, ErrorDetail: &rpcstatus.Status{Code: int32(codes.Internal), Message: "GET /ready: 503"}})
 	wantModelHealth(t, wd, model.Unhealthy)
 	vm.waitWebHealth("UNHEALTHY")
+	// Operators see the health and the last probe error in weftctl.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		code, out, _ := weftctl(t, wd, "", "get", "workloadentry", "-n", "shop")
+		if code != 0 || !strings.Contains(out, "HEALTH") || !strings.Contains(out, "unhealthy: GET /ready: 503") || !strings.Contains(out, "10.77.0.5") {
+			return fmt.Errorf("weftctl get workloadentry does not show the probe failure:\n%s", out)
+		}
+		return nil
+	})
 
 	// The host goes away: the entry outlives it for the grace period only.
 	vm.cancel()
