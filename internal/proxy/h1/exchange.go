@@ -39,6 +39,14 @@ func (cn *conn) exchange(start time.Time) bool {
 	var keep bool
 	switch {
 	case d.Status != 0:
+		if d.Delay > 0 {
+			// A delayed local answer (fault delay + abort), like Envoy.
+			if err := cn.wait(d.Delay, wd); err != nil {
+				sum.Err = err
+				req.closeAfter = true
+				break
+			}
+		}
 		keep = !req.connect && cn.skipBody() && !s.shutdown.Load()
 		cn.writeLocal(d.Status, d.Reason, d.Body, !keep || req.closeAfter, string(req.method) == "HEAD", &d)
 		sum.Status = d.Status

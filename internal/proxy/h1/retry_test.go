@@ -58,6 +58,7 @@ func (s *summaries) RequestEnd(_ *Request, sum Summary) {
 	s.all = append(s.all, sum)
 	s.mu.Unlock()
 }
+
 // last waits for the newest summary: RequestEnd runs after the response
 // was written.
 func (s *summaries) last() Summary {

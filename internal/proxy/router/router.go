@@ -329,9 +329,10 @@ func (r *Router) route(req *h1.Request, st *reqState) h1.Decision {
 		var abort bool
 		delay, abort = f.Decide(r.rnd(), r.rnd())
 		if abort && f.AbortStatus != 0 {
-			// Envoy delays an aborted request too, but answering at once
-			// spares a goroutine for a request that will fail anyway.
-			return r.local(st, r.metrics.Dest(r.reporter, rt.ClusterName), telemetry.FlagFaultAbort, f.AbortStatus, ReasonFaultAbort)
+			// Like Envoy, an aborted request is delayed first when both apply.
+			d := r.local(st, r.metrics.Dest(r.reporter, rt.ClusterName), telemetry.FlagFaultAbort, f.AbortStatus, ReasonFaultAbort)
+			d.Delay = delay
+			return d
 		}
 	}
 	var (
