@@ -13,6 +13,7 @@
 package h1
 
 import (
+	"errors"
 	"net"
 	"time"
 )
@@ -86,9 +87,70 @@ type Decision struct {
 
 	// Done, if set, is called once the exchange ends with the status sent to
 	// the client (0 if none was sent) and the upstream error, if any. It feeds
-	// load balancing / outlier detection.
+	// load balancing / outlier detection. Prefer State + Observer: a closure
+	// here allocates per request.
 	Done func(status int, err error)
+
+	// State is opaque per-request Router state handed back unchanged in
+	// Summary.State, so a Router that is also the Observer can finish what
+	// it started without a lookup table. Store a pooled pointer: a pointer
+	// in an interface does not allocate.
+	State any
+
+	// Delay holds the request for this long before it is forwarded (fault
+	// injection). The wait counts against Timeout; a client that goes away
+	// meanwhile ends the exchange.
+	Delay time.Duration
+
+	// Retry, when set, is asked after a failed attempt whether to try again
+	// (see Retrier). It is consulted only while the request is replayable:
+	// no body or a Content-Length body of at most Config.MaxRetryBody bytes,
+	// not an upgrade, and no response byte has reached the client.
+	Retry Retrier
+	// PerTryTimeout bounds each attempt (connect, request, response) when
+	// non-zero; expiry is reported to Retry as ErrPerTryTimeout and, when
+	// not retried, answered 504.
+	PerTryTimeout time.Duration
+
+	// UpstreamTLS is an opaque transport identity (e.g. a TLS context key)
+	// passed to PoolConfig.Dial; pooled connections are keyed by
+	// (Upstream, UpstreamTLS). Empty means plain TCP.
+	UpstreamTLS string
+
+	// Tunnel hands a CONNECT request to Config.TunnelHandler (the engine
+	// answers 501 when there is none). The connection belongs to the
+	// handler from then on. CONNECT without Tunnel (and without a local
+	// Status) is answered 501.
+	Tunnel bool
 }
+
+// Retrier decides retries for one request. Retry is called on the
+// connection goroutine after attempt number attempt (1-based) ended with an
+// upstream response status (0 if none: then err is set, see ErrConnectFailure,
+// ErrPerTryTimeout). A final response is offered only when its status is
+// >= 500 or one of Envoy's retriable 4xx-or-configured codes would apply,
+// i.e. any status >= 400. It returns the upstream for the next attempt and
+// the back-off to wait first, or ok=false to relay/answer this outcome.
+type Retrier interface {
+	Retry(attempt, status int, err error) (upstream string, backoff time.Duration, ok bool)
+}
+
+// Upstream failure classes reported to Retry and in Summary.Err (test with
+// errors.Is).
+var (
+	// ErrConnectFailure: the upstream connection could not be established
+	// (refused, unreachable, connect timeout). Answered 503
+	// upstream_connect_failure (Envoy's UF).
+	ErrConnectFailure = errors.New("h1: upstream connect failure")
+	// ErrPerTryTimeout: Decision.PerTryTimeout expired before the response.
+	ErrPerTryTimeout = errors.New("h1: upstream per-try timeout")
+)
+
+// TunnelHandler serves a CONNECT request the Router marked Tunnel. It owns
+// c until it returns (the engine then closes c). rest holds bytes the client
+// sent after the request head; like req's views it is only valid during the
+// call. The handler writes the CONNECT response itself.
+type TunnelHandler func(c net.Conn, req *Request, rest []byte)
 
 // Summary describes one finished exchange for an Observer.
 type Summary struct {
@@ -98,6 +160,8 @@ type Summary struct {
 	Duration time.Duration // from request head parsed to response done
 	Upstream string        // Decision.Upstream, empty for local answers
 	Err      error         // upstream / client error, nil on success
+	Attempts int           // upstream attempts made (retries + 1), 0 for local answers
+	State    any           // Decision.State
 }
 
 // Observer receives allocation-free lifecycle hooks for telemetry. Both
@@ -121,6 +185,7 @@ type Request struct {
 	closeAfter     bool // client asked to close / HTTP/1.0 without keep-alive
 	expectContinue bool
 	upgrade        bool // Connection: upgrade + Upgrade present
+	connect        bool // CONNECT authority-form request
 
 	parser reqParser
 }
@@ -145,6 +210,9 @@ func (r *Request) Proto() Proto { return r.proto }
 
 // RemoteAddr returns the client address.
 func (r *Request) RemoteAddr() net.Addr { return r.remote }
+
+// IsConnect reports a CONNECT request; Host then returns its authority.
+func (r *Request) IsConnect() bool { return r.connect }
 
 // ContentLength returns the declared body length, -1 if chunked or absent.
 func (r *Request) ContentLength() int64 { return r.contentLength }

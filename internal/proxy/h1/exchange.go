@@ -2,9 +2,11 @@ package h1
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 func (cn *conn) exchange(start time.Time) bool {
 	s := cn.srv
 	req := &cn.req
+	cn.bodyDone = false
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.RequestStart(req)
 	}
@@ -32,12 +35,31 @@ func (cn *conn) exchange(start time.Time) bool {
 	}
 	_ = cn.c.SetWriteDeadline(wd)
 	var sum Summary
+	sum.State = d.State
 	var keep bool
-	if d.Status != 0 {
-		keep = cn.skipBody() && !s.shutdown.Load()
+	switch {
+	case d.Status != 0:
+		if d.Delay > 0 {
+			// A delayed local answer (fault delay + abort), like Envoy.
+			if err := cn.wait(d.Delay, wd); err != nil {
+				sum.Err = err
+				req.closeAfter = true
+				break
+			}
+		}
+		keep = !req.connect && cn.skipBody() && !s.shutdown.Load()
 		cn.writeLocal(d.Status, d.Reason, d.Body, !keep || req.closeAfter, string(req.method) == "HEAD", &d)
 		sum.Status = d.Status
-	} else {
+	case req.connect:
+		if d.Tunnel && s.cfg.TunnelHandler != nil {
+			_ = cn.c.SetDeadline(time.Time{})
+			s.cfg.TunnelHandler(cn.c, req, cn.rd.buf[cn.rd.r:cn.rd.w])
+			cn.rd.r = cn.rd.w
+		} else {
+			sum.Status = http.StatusNotImplemented
+			cn.writeLocal(sum.Status, "connect_not_supported", nil, true, false, nil)
+		}
+	default:
 		sum.Upstream = d.Upstream
 		keep = cn.proxy(req, &d, start, &sum)
 	}
@@ -55,6 +77,9 @@ func (cn *conn) exchange(start time.Time) bool {
 // false when the body is not (then the connection must close).
 func (cn *conn) skipBody() bool {
 	req := &cn.req
+	if cn.bodyDone {
+		return true
+	}
 	if req.chunked {
 		return false
 	}
@@ -75,7 +100,15 @@ func isIdempotent(m []byte) bool {
 	return false
 }
 
-// proxy forwards req upstream and relays the response.
+// perTryError is a per-try timeout; it matches ErrPerTryTimeout and stays
+// a net.Error timeout.
+type perTryError struct{ err error }
+
+func (e *perTryError) Error() string   { return "h1: per-try timeout: " + e.err.Error() }
+func (e *perTryError) Unwrap() []error { return []error{ErrPerTryTimeout, e.err} }
+
+// proxy forwards req upstream (retrying while Decision.Retry allows and the
+// request can be replayed) and relays the response.
 func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) bool {
 	s := cn.srv
 	timeout := d.Timeout
@@ -87,87 +120,101 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 		deadline = start.Add(timeout)
 	}
 
-	hasBody := req.chunked || req.contentLength > 0
-	bodyBuffered := !req.chunked && int64(cn.rd.buffered()) >= req.contentLength
-	canRetry := isIdempotent(req.method) && (!hasBody || bodyBuffered) && !req.upgrade
-
-	var bodyCh chan bodyResult
-	uc, reused, err := s.pool.get(d.Upstream, deadline)
-	if err != nil {
-		sum.Err = err
-		return cn.failEarly(sum, err)
-	}
-	_ = uc.conn.SetDeadline(deadline)
-
-	for attempt := 0; ; attempt++ {
-		retry := canRetry && reused && attempt == 0
-		uc.w.buf = appendRequestHead(uc.w.buf[:0], req, d)
-		if hasBody && bodyBuffered {
-			err = uc.w.write(cn.rd.buf[cn.rd.r : cn.rd.r+int(req.contentLength)])
-		}
-		if err == nil {
-			err = uc.w.flush()
-		}
-		if err != nil {
-			s.pool.discard(uc)
-			if retry {
-				if uc, err = s.pool.dialFresh(d.Upstream, deadline); err == nil {
-					reused = false
-					_ = uc.conn.SetDeadline(deadline)
-					continue
-				}
-			}
+	if d.Delay > 0 {
+		if err := cn.wait(d.Delay, deadline); err != nil {
 			sum.Err = err
-			return cn.failEarly(sum, err)
-		}
-		if hasBody && bodyBuffered && attempt == 0 {
-			cn.rd.r += int(req.contentLength)
-			sum.BytesIn = req.contentLength
-		}
-		if hasBody && !bodyBuffered {
-			if req.expectContinue {
-				// Like Envoy's default, the proxy answers 100-continue
-				// itself and strips Expect: the next hop sees a plain request.
-				if _, err := io.WriteString(cn.c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
-					s.pool.discard(uc)
-					sum.Err = err
-					return false
-				}
-			}
-			// Only a streamed body reads the client during the exchange.
-			_ = cn.c.SetReadDeadline(deadline)
-			bodyCh = cn.startRequestBody(req, uc)
-		}
-		n0 := uc.rd.n
-		err = cn.readResponseHead(req, uc)
-		if err == nil {
-			break
-		}
-		if bodyCh != nil {
-			br := cn.stopRequestBody(uc, bodyCh)
-			s.pool.discard(uc)
-			sum.Err, sum.BytesIn = err, br.n
-			req.closeAfter = true // the body position is unknown now
-			if br.err != nil && br.err.err == errBadChunk {
-				sum.Status = http.StatusBadRequest
-				cn.writeLocal(sum.Status, errBadChunk.Reason, nil, true, false, nil)
-				return false
-			}
-			cn.failEarly(sum, err)
+			req.closeAfter = true
 			return false
 		}
-		if retry && uc.rd.n == n0 && isConnLost(err) {
-			s.pool.discard(uc)
-			if uc, err = s.pool.dialFresh(d.Upstream, deadline); err == nil {
-				reused = false
-				_ = uc.conn.SetDeadline(deadline)
-				continue
-			}
-		} else {
-			s.pool.discard(uc)
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			sum.Err = errDelayTimeout
+			return cn.failEarly(sum, errDelayTimeout)
 		}
+	}
+
+	// body is the request body when it can be written in one go (and so
+	// replayed): already in the read buffer, or copied into a retry buffer
+	// when a retry policy applies. nil: no body, or streamed.
+	hasBody := req.chunked || req.contentLength > 0
+	var body []byte
+	if hasBody && !req.chunked {
+		if int64(cn.rd.buffered()) >= req.contentLength {
+			body = cn.rd.buf[cn.rd.r : cn.rd.r+int(req.contentLength)]
+		} else if d.Retry != nil && !req.upgrade && req.contentLength <= int64(s.cfg.MaxRetryBody) {
+			bp, err := cn.bufferBody(req, deadline)
+			if err != nil {
+				// The client did not deliver its body: nothing to answer.
+				sum.Err = err
+				req.closeAfter = true
+				return false
+			}
+			defer retryBufs.Put(bp)
+			body = *bp
+		}
+	}
+	canRetry := isIdempotent(req.method) && (!hasBody || body != nil) && !req.upgrade
+	replay := d.Retry != nil && !req.upgrade && (!hasBody || (body != nil && len(body) <= s.cfg.MaxRetryBody))
+
+	addr := d.Upstream
+	w0 := cn.w.n
+	var (
+		uc     *upConn
+		bodyCh chan bodyResult
+		err    error
+	)
+	for attempt := 1; ; attempt++ {
+		sum.Attempts = attempt
+		tryDeadline := deadline
+		if d.PerTryTimeout > 0 {
+			if t := time.Now().Add(d.PerTryTimeout); deadline.IsZero() || t.Before(deadline) {
+				tryDeadline = t
+			}
+		}
+		uc, bodyCh, err = cn.roundTrip(req, d, poolKey{addr, d.UpstreamTLS}, tryDeadline, body, canRetry, sum)
+		if err != nil && tryDeadline != deadline && isTimeout(err) && !errors.Is(err, ErrConnectFailure) {
+			err = &perTryError{err}
+		}
+		if !replay || cn.w.n != w0 || (err == nil && uc.resp.status < 400) {
+			break
+		}
+		status := 0
+		if err == nil {
+			status = uc.resp.status
+		}
+		next, backoff, ok := d.Retry.Retry(attempt, status, err)
+		if !ok {
+			break
+		}
+		if uc != nil {
+			// A response we will not relay: drop the connection rather
+			// than read a body of unknown size.
+			s.pool.discard(uc)
+			uc = nil
+		}
+		if backoff > 0 {
+			if werr := cn.wait(backoff, deadline); werr != nil {
+				sum.Err = werr
+				req.closeAfter = true
+				return false
+			}
+		}
+		addr = next
+		sum.Upstream = next
+	}
+	if err != nil {
 		sum.Err = err
+		if err == errBadChunk {
+			sum.Status = http.StatusBadRequest
+			cn.writeLocal(sum.Status, errBadChunk.Reason, nil, true, false, nil)
+			return false
+		}
 		return cn.failEarly(sum, err)
+	}
+	if body != nil {
+		if !cn.bodyDone {
+			cn.rd.r += len(body)
+		}
+		sum.BytesIn = int64(len(body))
 	}
 
 	resp := &uc.resp
@@ -264,6 +311,152 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 	return !clientClose
 }
 
+// roundTrip makes one attempt: it sends the request head (and body, or
+// starts streaming it) to k and reads the final response head. A reused
+// keep-alive connection that turns out dead before answering is replaced
+// once when canRetry. On error the upstream connection is already released.
+func (cn *conn) roundTrip(req *Request, d *Decision, k poolKey, deadline time.Time, body []byte, canRetry bool, sum *Summary) (*upConn, chan bodyResult, error) {
+	s := cn.srv
+	streamed := body == nil && (req.chunked || req.contentLength > 0)
+	uc, reused, err := s.pool.get(k, deadline)
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = uc.conn.SetDeadline(deadline)
+	for try := 0; ; try++ {
+		retry := canRetry && reused && try == 0
+		uc.w.buf = appendRequestHead(uc.w.buf[:0], req, d)
+		if body != nil {
+			err = uc.w.write(body)
+		}
+		if err == nil {
+			err = uc.w.flush()
+		}
+		if err != nil {
+			s.pool.discard(uc)
+			if retry {
+				if uc, err = s.pool.dialFresh(k, deadline); err == nil {
+					reused = false
+					_ = uc.conn.SetDeadline(deadline)
+					continue
+				}
+			}
+			return nil, nil, err
+		}
+		var bodyCh chan bodyResult
+		if streamed {
+			if req.expectContinue {
+				// Like Envoy's default, the proxy answers 100-continue
+				// itself and strips Expect: the next hop sees a plain request.
+				if _, err := io.WriteString(cn.c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+					s.pool.discard(uc)
+					req.closeAfter = true
+					return nil, nil, err
+				}
+			}
+			// Only a streamed body reads the client during the exchange.
+			_ = cn.c.SetReadDeadline(deadline)
+			bodyCh = cn.startRequestBody(req, uc)
+		}
+		n0 := uc.rd.n
+		err = cn.readResponseHead(req, uc)
+		if err == nil {
+			return uc, bodyCh, nil
+		}
+		if bodyCh != nil {
+			br := cn.stopRequestBody(uc, bodyCh)
+			s.pool.discard(uc)
+			sum.BytesIn = br.n
+			req.closeAfter = true // the body position is unknown now
+			if br.err != nil && br.err.err == errBadChunk {
+				return nil, nil, errBadChunk
+			}
+			return nil, nil, err
+		}
+		s.pool.discard(uc)
+		if retry && uc.rd.n == n0 && isConnLost(err) {
+			if uc, err = s.pool.dialFresh(k, deadline); err == nil {
+				reused = false
+				_ = uc.conn.SetDeadline(deadline)
+				continue
+			}
+		}
+		return nil, nil, err
+	}
+}
+
+// retryBufs holds request bodies kept for replay (Config.MaxRetryBody).
+var retryBufs sync.Pool
+
+// bufferBody reads a Content-Length body that is not fully buffered into a
+// pooled buffer so it can be replayed; the caller returns the buffer to
+// retryBufs.
+func (cn *conn) bufferBody(req *Request, deadline time.Time) (*[]byte, error) {
+	n := int(req.contentLength)
+	if req.expectContinue {
+		if _, err := io.WriteString(cn.c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			return nil, err
+		}
+	}
+	var bp *[]byte
+	if v := retryBufs.Get(); v != nil {
+		bp = v.(*[]byte)
+	} else {
+		bp = new([]byte)
+	}
+	if cap(*bp) < n {
+		*bp = make([]byte, 0, max(n, cn.srv.cfg.MaxRetryBody))
+	}
+	b := (*bp)[:0]
+	_ = cn.c.SetReadDeadline(deadline)
+	for len(b) < n {
+		if cn.rd.r == cn.rd.w {
+			cn.rd.compactBody()
+			if err := cn.rd.fill(int64(n - len(b))); err != nil {
+				retryBufs.Put(bp)
+				if err == io.EOF {
+					err = errTruncated
+				}
+				return nil, err
+			}
+		}
+		k := min(cn.rd.w-cn.rd.r, n-len(b))
+		b = append(b, cn.rd.buf[cn.rd.r:cn.rd.r+k]...)
+		cn.rd.r += k
+	}
+	*bp = b
+	cn.bodyDone = true
+	return bp, nil
+}
+
+// wait holds the request for d (at most until deadline) on this goroutine
+// while watching the client: bytes it sends meanwhile stay buffered for
+// later, EOF or an error means it went away. The buffered head and body
+// are not moved.
+func (cn *conn) wait(d time.Duration, deadline time.Time) error {
+	until := time.Now().Add(d)
+	if !deadline.IsZero() && deadline.Before(until) {
+		until = deadline
+	}
+	_ = cn.c.SetReadDeadline(until)
+	defer cn.c.SetReadDeadline(time.Time{})
+	for time.Now().Before(until) {
+		if cn.rd.w == len(cn.rd.buf) {
+			// No room to watch the client: just sleep.
+			t := time.NewTimer(time.Until(until))
+			<-t.C
+			return nil
+		}
+		if err := cn.rd.fill(0); err != nil {
+			if isTimeout(err) {
+				return nil
+			}
+			return fmt.Errorf("h1: client went away during delay: %w", err)
+		}
+	}
+	return nil
+}
+
 type bodyResult struct {
 	n   int64
 	err *bodyErr
@@ -357,12 +550,15 @@ func (cn *conn) failEarly(sum *Summary, err error) bool {
 	switch {
 	case errors.Is(err, ErrPoolExhausted):
 		status, reason = http.StatusServiceUnavailable, "upstream_overflow"
+	case errors.Is(err, ErrConnectFailure):
+		// Envoy's UF: nothing was sent, the upstream never took it.
+		status, reason = http.StatusServiceUnavailable, "upstream_connect_failure"
+	case errors.Is(err, ErrPerTryTimeout):
+		status, reason = http.StatusGatewayTimeout, "upstream_per_try_timeout"
 	case isTimeout(err):
 		status, reason = http.StatusGatewayTimeout, "upstream_timeout"
 	case errors.Is(err, errUpstreamHead):
 		reason = "upstream_malformed_response"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		reason = "upstream_connect_refused"
 	}
 	sum.Status = status
 	keep := cn.skipBody() && !cn.req.closeAfter
@@ -389,6 +585,15 @@ func (cn *conn) tunnel(req *Request, d *Decision, uc *upConn) {
 	}
 	cn.srv.pool.discard(uc)
 }
+
+// errDelayTimeout: the fault delay used up the request's timeout.
+var errDelayTimeout error = delayTimeout{}
+
+type delayTimeout struct{}
+
+func (delayTimeout) Error() string   { return "h1: request timeout during injected delay" }
+func (delayTimeout) Timeout() bool   { return true }
+func (delayTimeout) Temporary() bool { return false }
 
 func isTimeout(err error) bool {
 	var ne net.Error

@@ -71,7 +71,7 @@ func TestUpstreamFailures(t *testing.T) {
 		reason string
 	}{
 		{"/black", 504, "upstream_timeout"},
-		{"/refused", 502, "upstream_connect_refused"},
+		{"/refused", 503, "upstream_connect_failure"},
 		{"/bad", 502, "upstream_malformed_response"},
 		{"/reset", 502, "upstream_reset"},
 		{"/none", 503, "no_healthy_upstream"},

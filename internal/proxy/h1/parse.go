@@ -34,7 +34,6 @@ var (
 	errBadTE          = &protoError{400, "invalid Transfer-Encoding"}
 	errTEUnsupported  = &protoError{501, "unsupported transfer coding"}
 	errTE10           = &protoError{400, "Transfer-Encoding in HTTP/1.0 request"}
-	errConnect        = &protoError{501, "CONNECT not supported"}
 	errExpectation    = &protoError{417, "unsupported expectation"}
 	errBadChunk       = &protoError{400, "invalid chunked framing"}
 	errBadStatusLine  = &protoError{502, "malformed upstream status line"}

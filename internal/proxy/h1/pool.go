@@ -3,7 +3,6 @@ package h1
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -29,6 +28,12 @@ type PoolConfig struct {
 	// RawIO switches upstream sockets to raw non-blocking I/O (rawio.go);
 	// see Config.RawIO.
 	RawIO bool
+	// Dial, when set, establishes upstream connections: tlsKey is the
+	// request's Decision.UpstreamTLS (empty for plain TCP), so a TLS
+	// dialer can pick the client identity and return a handshaken conn.
+	// The ctx carries the dial deadline. Nil dials plain TCP (and a
+	// non-empty tlsKey is then an error).
+	Dial func(ctx context.Context, network, addr, tlsKey string) (net.Conn, error)
 }
 
 func (c *PoolConfig) rawIO() bool { return c.RawIO }
@@ -64,9 +69,15 @@ type Pool struct {
 	dialer net.Dialer
 
 	mu     sync.Mutex
-	hosts  map[string]*hostPool
+	hosts  map[poolKey]*hostPool
 	timer  *time.Timer
 	closed bool
+}
+
+// poolKey identifies interchangeable connections: same address, same
+// transport identity.
+type poolKey struct {
+	addr, tls string
 }
 
 type hostPool struct {
@@ -79,7 +90,7 @@ type upConn struct {
 	conn   net.Conn
 	rd     reader
 	w      writer
-	addr   string
+	key    poolKey
 	idleAt time.Time
 	resp   response
 }
@@ -87,21 +98,21 @@ type upConn struct {
 // NewPool returns a Pool; call Close to release its connections.
 func NewPool(cfg PoolConfig) *Pool {
 	cfg.defaults()
-	return &Pool{cfg: cfg, dialer: net.Dialer{Timeout: cfg.DialTimeout}, hosts: map[string]*hostPool{}}
+	return &Pool{cfg: cfg, dialer: net.Dialer{Timeout: cfg.DialTimeout}, hosts: map[poolKey]*hostPool{}}
 }
 
-// get returns an idle connection to addr (reused=true) or dials a new one.
-func (p *Pool) get(addr string, deadline time.Time) (uc *upConn, reused bool, err error) {
+// get returns an idle connection for k (reused=true) or dials a new one.
+func (p *Pool) get(k poolKey, deadline time.Time) (uc *upConn, reused bool, err error) {
 	now := time.Now()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, false, net.ErrClosed
 	}
-	h := p.hosts[addr]
+	h := p.hosts[k]
 	if h == nil {
 		h = &hostPool{}
-		p.hosts[addr] = h
+		p.hosts[k] = h
 	}
 	for len(h.idle) > 0 {
 		uc = h.idle[len(h.idle)-1]
@@ -120,49 +131,76 @@ func (p *Pool) get(addr string, deadline time.Time) (uc *upConn, reused bool, er
 	}
 	h.total++
 	p.mu.Unlock()
-	uc, err = p.dial(addr, deadline)
+	uc, err = p.dial(k, deadline)
 	if err != nil {
-		p.dropSlot(addr)
+		p.dropSlot(k)
 	}
 	return uc, false, err
 }
 
 // dialFresh replaces a dead reused connection; it keeps the slot.
-func (p *Pool) dialFresh(addr string, deadline time.Time) (*upConn, error) {
-	uc, err := p.dial(addr, deadline)
+func (p *Pool) dialFresh(k poolKey, deadline time.Time) (*upConn, error) {
+	uc, err := p.dial(k, deadline)
 	if err != nil {
-		p.dropSlot(addr)
+		p.dropSlot(k)
 	}
 	return uc, err
 }
 
-func (p *Pool) dropSlot(addr string) {
+func (p *Pool) dropSlot(k poolKey) {
 	p.mu.Lock()
-	if h := p.hosts[addr]; h != nil {
+	if h := p.hosts[k]; h != nil {
 		h.total--
 	}
 	p.mu.Unlock()
 }
 
-func (p *Pool) dial(addr string, deadline time.Time) (*upConn, error) {
-	ctx := context.Background()
+// dialError is a failure to establish an upstream connection; it matches
+// ErrConnectFailure.
+type dialError struct {
+	addr string
+	err  error
+}
+
+func (e *dialError) Error() string   { return "h1: dial " + e.addr + ": " + e.err.Error() }
+func (e *dialError) Unwrap() []error { return []error{ErrConnectFailure, e.err} }
+
+func (p *Pool) dial(k poolKey, deadline time.Time) (*upConn, error) {
+	// The request deadline bounds the dial too; when it is what expired,
+	// the failure is the request's timeout (504), not a connect failure.
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DialTimeout)
+	defer cancel()
 	if !deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
+		var cancel2 context.CancelFunc
+		ctx, cancel2 = context.WithDeadline(ctx, deadline)
+		defer cancel2()
 	}
-	c, err := p.dialer.DialContext(ctx, "tcp", addr)
+	var c net.Conn
+	var err error
+	switch {
+	case p.cfg.Dial != nil:
+		c, err = p.cfg.Dial(ctx, "tcp", k.addr, k.tls)
+	case k.tls != "":
+		err = errors.New("upstream TLS requested but PoolConfig.Dial is not set")
+	default:
+		c, err = p.dialer.DialContext(ctx, "tcp", k.addr)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("h1: dial %s: %w", addr, err)
+		if !deadline.IsZero() && !time.Now().Before(deadline) && isTimeout(err) {
+			return nil, err
+		}
+		return nil, &dialError{addr: k.addr, err: err}
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	uc := &upConn{conn: c, addr: addr}
+	uc := &upConn{conn: c, key: k}
 	uc.rd = reader{conn: c, buf: make([]byte, p.cfg.MaxResponseHeaderBytes+bodyArea)}
 	uc.w = writer{conn: c, buf: make([]byte, 0, writeBufSize)}
 	if p.cfg.rawIO() {
-		uc.rd.raw, uc.w.raw = newRawIO(c)
+		if _, ok := c.(*net.TCPConn); ok {
+			uc.rd.raw, uc.w.raw = newRawIO(c)
+		}
 	}
 	return uc, nil
 }
@@ -174,7 +212,7 @@ func (p *Pool) put(uc *upConn) {
 	// caller always sets a fresh one, saving two timer updates per request.
 	uc.idleAt = time.Now()
 	p.mu.Lock()
-	h := p.hosts[uc.addr]
+	h := p.hosts[uc.key]
 	if p.closed || h == nil || len(h.idle) >= p.cfg.MaxIdlePerHost {
 		if h != nil {
 			h.total--
@@ -193,7 +231,7 @@ func (p *Pool) put(uc *upConn) {
 // discard closes a connection that cannot be reused.
 func (p *Pool) discard(uc *upConn) {
 	uc.conn.Close()
-	p.dropSlot(uc.addr)
+	p.dropSlot(uc.key)
 }
 
 // sweep closes expired idle connections; it reschedules itself only while
@@ -257,7 +295,7 @@ func (p *Pool) Close() {
 func (p *Pool) Stats(addr string) (idle, total int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if h := p.hosts[addr]; h != nil {
+	if h := p.hosts[poolKey{addr: addr}]; h != nil {
 		return len(h.idle), h.total
 	}
 	return 0, 0

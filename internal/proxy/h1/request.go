@@ -65,7 +65,12 @@ func (p *reqParser) startLine(line []byte) error {
 		}
 	}
 	if string(r.method) == "CONNECT" {
-		return errConnect
+		// authority-form (RFC 9112 3.2.3): host:port, nothing else.
+		if r.target[0] == '/' || bytes.IndexByte(r.target, ':') < 0 || bytes.IndexAny(r.target, "/?#@") >= 0 {
+			return errMalformedReq
+		}
+		r.connect = true
+		return nil
 	}
 	t := r.target
 	switch {
@@ -179,7 +184,14 @@ func (p *reqParser) field(h Header) error {
 
 func (p *reqParser) finish() error {
 	r := p.req
-	if p.st.absHost != nil {
+	if r.connect {
+		// The authority is the target; a Host field, if any, is ignored
+		// (it should repeat the authority).
+		if p.st.hosts > 1 {
+			return errNoHost
+		}
+		r.host = r.target
+	} else if p.st.absHost != nil {
 		r.host = p.st.absHost
 		if r.proto == HTTP11 && p.st.hosts != 1 {
 			return errNoHost

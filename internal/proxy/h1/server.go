@@ -44,6 +44,13 @@ type Config struct {
 	RequestTimeout time.Duration
 	// TunnelIdleTimeout closes upgraded (WebSocket) tunnels idle for longer [1h].
 	TunnelIdleTimeout time.Duration
+	// MaxRetryBody is the largest Content-Length request body kept in
+	// memory so a Decision.Retry can replay it; larger and chunked bodies
+	// are streamed and never retried [64 KiB].
+	MaxRetryBody int
+	// TunnelHandler serves CONNECT requests the Router marks Tunnel; nil
+	// answers them 501.
+	TunnelHandler TunnelHandler
 	// RawIO switches client sockets to raw non-blocking reads/writes
 	// (rawio.go): about 20 % less CPU per request at moderate load, but it
 	// measured worse p99 tails, so it is opt-in until that is understood.
@@ -96,6 +103,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = 15 * time.Second
+	}
+	if cfg.MaxRetryBody <= 0 {
+		cfg.MaxRetryBody = 64 << 10
 	}
 	if cfg.TunnelIdleTimeout <= 0 {
 		cfg.TunnelIdleTimeout = time.Hour
@@ -186,6 +196,8 @@ type conn struct {
 	w     writer
 	req   Request
 	state atomic.Int32
+	// bodyDone: the request body was consumed into a retry buffer.
+	bodyDone bool
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {

@@ -7,56 +7,31 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
+	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
 )
 
-const maxConnectHead = 8 << 10
-
-// serveConnect answers an HTTP CONNECT tunnel request on the explicit
-// listener: the authority is resolved to a mesh cluster (tcp_proxy listener
-// for an IP, the HTTP route table's virtual host for a mesh name, or the
-// cluster outbound|PORT||HOST), else passed through to the host itself.
-func (m *Manager) serveConnect(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	buf := make([]byte, 0, 1024)
-	var tmp [1024]byte
-	end := -1
-	for end < 0 {
-		n, err := c.Read(tmp[:])
-		buf = append(buf, tmp[:n]...)
-		if end = bytes.Index(buf, []byte("\r\n\r\n")); end >= 0 {
-			break
-		}
-		if err != nil || len(buf) > maxConnectHead {
-			c.Close()
-			return
-		}
-	}
-	_ = c.SetReadDeadline(time.Time{})
-	head, rest := buf[:end], buf[end+4:]
-	line := head
-	if i := bytes.IndexByte(head, '\r'); i >= 0 {
-		line = head[:i]
-	}
-	parts := bytes.Fields(line)
-	if len(parts) != 3 || string(parts[0]) != "CONNECT" {
-		writeStatus(c, 400, "bad_connect")
-		return
-	}
-	host, portB := splitHostPort(parts[1])
+// tunnel serves an HTTP CONNECT request handed over by h1 (the router marks
+// CONNECT requests Tunnel) on the explicit listener: the authority is
+// resolved to a mesh cluster (tcp_proxy listener for an IP, the HTTP route
+// table's virtual host for a mesh name, or the cluster outbound|PORT||HOST),
+// else passed through to the host itself. rest holds bytes the client sent
+// behind the CONNECT head; h1 closes c when this returns.
+func (m *Manager) tunnel(c net.Conn, req *h1.Request, rest []byte) {
+	host, portB := splitHostPort(req.Host())
 	port, err := strconv.ParseUint(string(portB), 10, 16)
 	if portB == nil || err != nil || len(host) == 0 {
 		writeStatus(c, 400, "bad_connect_authority")
 		return
 	}
+	authority := string(req.Host())
 	snap := m.cfg.Holder.Load()
-	cl, clusterName := resolveConnect(snap, string(bytes.Trim(host, "[]")), uint16(port), string(parts[1]))
+	cl, clusterName := resolveConnect(snap, string(bytes.Trim(host, "[]")), uint16(port), authority)
 	var ep *upstream.Endpoint
 	addr := net.JoinHostPort(string(bytes.Trim(host, "[]")), string(portB))
 	if cl != nil && cl.Type != clusterv3.Cluster_ORIGINAL_DST {
@@ -74,7 +49,9 @@ func (m *Manager) serveConnect(c net.Conn) {
 		return
 	}
 	if len(rest) > 0 {
-		c = &prefixConn{Conn: c, prefix: rest}
+		// rest aliases h1's buffer, which is only lent for this call;
+		// forwardTo returns before that, but a copy keeps it obvious.
+		c = &prefixConn{Conn: c, prefix: bytes.Clone(rest)}
 	}
 	m.forwardTo(c, cl, ep, addr, 0, m.cfg.Metrics.Dest(telemetry.Source, clusterName))
 }

@@ -81,7 +81,6 @@ type Manager struct {
 	bound    map[string]*bound
 	servers  map[string]*h1.Server
 	tcpConns map[net.Conn]struct{}
-	pending  map[net.Conn]struct{} // explicit connections before the first request byte
 	closed   bool
 	draining atomic.Bool
 	wg       sync.WaitGroup // accept loops and connection handlers
@@ -109,7 +108,6 @@ func New(cfg Config) *Manager {
 		bound:    map[string]*bound{},
 		servers:  map[string]*h1.Server{},
 		tcpConns: map[net.Conn]struct{}{},
-		pending:  map[net.Conn]struct{}{},
 	}
 }
 
@@ -248,6 +246,9 @@ func (m *Manager) server(key string, rep telemetry.Reporter, src func() router.T
 	rt := router.New(router.Config{Holder: m.cfg.Holder, Source: src(), Metrics: m.cfg.Metrics, Reporter: rep, Logger: m.log})
 	cfg := m.cfg.H1
 	cfg.Router, cfg.Observer, cfg.Pool, cfg.Logger = rt, rt, m.pool, m.cfg.Logger
+	if key == ExplicitListenerName {
+		cfg.TunnelHandler = m.tunnel
+	}
 	s, err := h1.NewServer(cfg)
 	if err != nil {
 		m.log.Error("h1 server", "err", err)
@@ -266,30 +267,10 @@ func (m *Manager) serveHTTP(c net.Conn, key string, rep telemetry.Reporter, src 
 	s.ServeConn(c)
 }
 
-// serveExplicit handles one connection on the explicit HTTP proxy listener.
+// serveExplicit handles one connection on the explicit HTTP proxy listener;
+// h1 hands CONNECT requests (even after plain ones on a keep-alive
+// connection) to m.tunnel.
 func (m *Manager) serveExplicit(c net.Conn) {
-	// Wait for the first bytes as long as h1 keeps an idle connection;
-	// until h1 owns it, Shutdown closes it through the tracked set.
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		c.Close()
-		return
-	}
-	m.pending[c] = struct{}{}
-	m.mu.Unlock()
-	connect, err := isConnect(c, time.Now().Add(60*time.Second))
-	m.mu.Lock()
-	delete(m.pending, c)
-	m.mu.Unlock()
-	if err != nil {
-		c.Close()
-		return
-	}
-	if connect {
-		m.serveConnect(c)
-		return
-	}
 	self := c.LocalAddr().String()
 	m.serveHTTP(c, ExplicitListenerName, telemetry.Source, func() router.TableSource { return hostPortSource{self: self} })
 }
@@ -374,9 +355,6 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.Drain()
 	m.mu.Lock()
 	m.closed = true
-	for c := range m.pending {
-		c.Close() // no request read yet: nothing in flight
-	}
 	servers := make([]*h1.Server, 0, len(m.servers))
 	for _, s := range m.servers {
 		servers = append(servers, s)

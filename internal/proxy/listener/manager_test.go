@@ -93,7 +93,8 @@ func TestUpdateKeepsSockets(t *testing.T) {
 	}
 }
 
-// TestConnectPassthrough: CONNECT to a non-mesh host:port tunnels directly.
+// TestConnectPassthrough: CONNECT to a non-mesh host:port tunnels directly,
+// also after a plain request on the same connection.
 func TestConnectPassthrough(t *testing.T) {
 	echo, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -109,6 +110,7 @@ func TestConnectPassthrough(t *testing.T) {
 			go func() { defer c.Close(); io.Copy(c, c) }()
 		}
 	}()
+	const plain = "example.invalid"
 	m := New(Config{Holder: runtime.NewHolder(nil), Mode: Explicit, BindAddr: netip.MustParseAddr("127.0.0.1")})
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
@@ -120,10 +122,21 @@ func TestConnectPassthrough(t *testing.T) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	// A plain request first: h1 hands the CONNECT that follows on the same
+	// keep-alive connection to the tunnel handler.
+	io.WriteString(c, "GET http://"+plain+"/ HTTP/1.1\r\nHost: "+plain+"\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("plain request: %v", err)
+	}
+	// No snapshot yet: a local 404 that keeps the connection open.
+	if _, err := io.ReadAll(resp.Body); err != nil || resp.StatusCode != 404 || resp.Close {
+		t.Fatalf("plain request: %d close=%v %v", resp.StatusCode, resp.Close, err)
+	}
 	// The first tunnel bytes ride in the same write as the CONNECT head.
 	io.WriteString(c, "CONNECT "+echo.Addr().String()+" HTTP/1.1\r\nHost: "+echo.Addr().String()+"\r\n\r\nhello")
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+	resp, err = http.ReadResponse(br, &http.Request{Method: "CONNECT"})
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("CONNECT: %v %v", resp, err)
 	}

@@ -4,7 +4,10 @@
 // direct responses, fault aborts) and h1.Observer (end of request: endpoint
 // accounting, outlier detection, Istio telemetry).
 //
-// Per-request state lives in a pooled object; everything the data path needs
+// Per-request state lives in a pooled object that travels with the request
+// as h1.Decision.State and comes back in the Observer's Summary; it also
+// implements h1.Retrier (retry policy, previous_hosts, max_retries circuit
+// breaker). Everything the data path needs
 // from a route (header slices, rewrite prefixes) is compiled once per route
 // and cached by route pointer, so the happy path does not allocate.
 package router
@@ -81,7 +84,6 @@ type Router struct {
 	rnd      func() uint32
 
 	states  sync.Pool
-	handoff *handoff
 	ops     atomic.Pointer[opsCache]
 	noRoute *telemetry.Dest
 }
@@ -89,25 +91,27 @@ type Router struct {
 var (
 	_ h1.Router   = (*Router)(nil)
 	_ h1.Observer = (*Router)(nil)
+	_ h1.Retrier  = (*reqState)(nil)
 )
 
 // New returns a Router. Install it as both Router and Observer of an
 // h1.Server: the Observer half ends what the Router half started.
 func New(cfg Config) *Router {
-	r := &Router{holder: cfg.Holder, src: cfg.Source, metrics: cfg.Metrics, reporter: cfg.Reporter, log: cfg.Logger, rnd: cfg.randUint, handoff: &shared}
+	r := &Router{holder: cfg.Holder, src: cfg.Source, metrics: cfg.Metrics, reporter: cfg.Reporter, log: cfg.Logger, rnd: cfg.randUint}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
 	if r.rnd == nil {
 		r.rnd = rand.Uint32
 	}
-	r.states.New = func() any { return &reqState{} }
+	r.states.New = func() any { return &reqState{r: r} }
 	r.noRoute = cfg.Metrics.Dest(cfg.Reporter, "unknown")
 	return r
 }
 
 // reqState is one request's bookkeeping between Route and RequestEnd.
 type reqState struct {
+	r        *Router
 	cluster  *upstream.Cluster
 	ep       *upstream.Endpoint
 	acquired bool
@@ -115,25 +119,29 @@ type reqState struct {
 	flag     telemetry.Flag
 	wi       int // weighted cluster index picked, -1 for none
 
+	// retries
+	policy    *route.RetryPolicy
+	addr      string // upstream of the current attempt
+	hash      uint64
+	hasHash   bool
+	retryHeld bool // holds one upstream.Retries circuit-breaker slot
+	tried     [maxTracked]*upstream.Endpoint
+	ntried    int
+
 	// scratch reused across requests
 	setReq, addReq, setResp, addResp []h1.Header
 	rmReq                            [][]byte
 	path, loc                        []byte
 }
 
+// maxTracked bounds the endpoints remembered for previous_hosts.
+const maxTracked = 8
+
 // Route implements h1.Router.
 func (r *Router) Route(req *h1.Request) h1.Decision {
 	st := r.states.Get().(*reqState)
 	d := r.route(req, st)
-	if !r.handoff.put(req, st) {
-		// Table full (more in-flight requests than slots): finish through
-		// Done instead; this allocates a closure, which is acceptable in
-		// that rare case. Bytes are then not recorded.
-		start := time.Now()
-		d.Done = func(status int, err error) {
-			r.finish(st, status, err, time.Since(start), 0, 0)
-		}
-	}
+	d.State = st
 	return d
 }
 
@@ -142,9 +150,103 @@ func (r *Router) RequestStart(*h1.Request) {}
 
 // RequestEnd implements h1.Observer.
 func (r *Router) RequestEnd(req *h1.Request, s h1.Summary) {
-	if st := r.handoff.take(req); st != nil {
+	if st, ok := s.State.(*reqState); ok && st.r == r {
 		r.finish(st, s.Status, s.Err, s.Duration, s.BytesIn, s.BytesOut)
 	}
+}
+
+// Retry implements h1.Retrier under the route's retry policy: Envoy's
+// retry_on conditions, num_retries, jittered back-off, the previous_hosts
+// predicate and the cluster's max_retries circuit breaker.
+func (st *reqState) Retry(attempt, status int, err error) (string, time.Duration, bool) {
+	p := st.policy
+	if p == nil || attempt > int(p.NumRetries) {
+		return "", 0, false
+	}
+	var cause error
+	if err != nil {
+		switch {
+		case errors.Is(err, h1.ErrConnectFailure):
+			cause = route.ErrConnectFailure
+		case errors.Is(err, h1.ErrPerTryTimeout):
+			cause = route.ErrTimeout
+		case errors.Is(err, h1.ErrPoolExhausted), isTimeout(err):
+			return "", 0, false // overflow, or the whole request timed out
+		default:
+			cause = route.ErrReset
+		}
+	}
+	if !p.Retriable(status, cause) {
+		return "", 0, false
+	}
+	c := st.cluster
+	if st.retryHeld {
+		c.Release(upstream.Retries)
+		st.retryHeld = false
+	}
+	if c != nil {
+		if !c.Acquire(upstream.Retries) {
+			return "", 0, false // max_retries reached: the failure stands
+		}
+		st.retryHeld = true
+	}
+	if st.ep != nil {
+		// The failed attempt counts for outlier detection; the next one
+		// is accounted like any request.
+		ep := st.ep
+		ep.End()
+		ep.ReportResult(status, err)
+		next := st.pickRetry()
+		if next == nil {
+			st.ep = nil
+			c.Release(upstream.Retries)
+			st.retryHeld = false
+			return "", 0, false
+		}
+		next.Begin()
+		st.ep, st.addr = next, next.Addr
+	}
+	return st.addr, p.Backoff(attempt, uint64(st.r.rnd())<<32|uint64(st.r.rnd())), true
+}
+
+// pickRetry picks the endpoint of the next attempt, avoiding endpoints
+// already tried when the policy has previous_hosts (Envoy's
+// host_selection_retry_max_attempts bounds the re-picks).
+func (st *reqState) pickRetry() *upstream.Endpoint {
+	st.remember(st.ep)
+	tries := 1
+	if st.policy.AvoidPreviousHosts {
+		tries += max(int(st.policy.HostSelectionTries), 1)
+	}
+	var ep *upstream.Endpoint
+	for i := 0; i < tries; i++ {
+		ep = st.cluster.Pick(st.hash, st.hasHash)
+		if ep == nil || !st.policy.AvoidPreviousHosts || !st.triedBefore(ep) {
+			break
+		}
+	}
+	return ep
+}
+
+func (st *reqState) remember(ep *upstream.Endpoint) {
+	if st.ntried < maxTracked {
+		st.tried[st.ntried] = ep
+		st.ntried++
+	}
+}
+
+func (st *reqState) triedBefore(ep *upstream.Endpoint) bool {
+	for _, t := range st.tried[:st.ntried] {
+		if t == ep {
+			return true
+		}
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (r *Router) finish(st *reqState, status int, err error, dur time.Duration, in, out int64) {
@@ -159,20 +261,25 @@ func (r *Router) finish(st *reqState, status int, err error, dur time.Duration, 
 	if st.acquired {
 		st.cluster.Release(upstream.Requests)
 	}
+	if st.retryHeld {
+		st.cluster.Release(upstream.Retries)
+	}
 	st.dest.Request(status, flag, dur, in, out)
 	st.cluster, st.ep, st.acquired, st.dest, st.flag = nil, nil, false, nil, telemetry.FlagNone
+	st.policy, st.addr, st.retryHeld, st.hash, st.hasHash = nil, "", false, 0, false
+	clear(st.tried[:st.ntried])
+	st.ntried = 0
 	r.states.Put(st)
 }
 
 func flagFor(status int, err error) telemetry.Flag {
-	var ne net.Error
 	switch {
-	case errors.As(err, &ne) && ne.Timeout(), status == 504:
+	case errors.Is(err, h1.ErrConnectFailure):
+		return telemetry.FlagConnectFailure
+	case isTimeout(err), status == 504:
 		return telemetry.FlagTimeout
 	case errors.Is(err, h1.ErrPoolExhausted):
 		return telemetry.FlagOverflow
-	case status == 502 || status == 503:
-		return telemetry.FlagConnectFailure
 	}
 	return telemetry.FlagUpstreamReset
 }
@@ -184,6 +291,11 @@ func (r *Router) local(st *reqState, dest *telemetry.Dest, flag telemetry.Flag, 
 
 func (r *Router) route(req *h1.Request, st *reqState) h1.Decision {
 	st.wi = -1
+	if req.IsConnect() {
+		// The tunnel handler resolves the authority and keeps its own
+		// telemetry (TCP metrics).
+		return h1.Decision{Tunnel: true}
+	}
 	snap := r.holder.Load()
 	table := r.src.Table(snap, req)
 	if table == nil {
@@ -212,11 +324,15 @@ func (r *Router) route(req *h1.Request, st *reqState) h1.Decision {
 		st.dest = r.metrics.Dest(r.reporter, rt.VirtualHost.Name)
 		return r.redirect(req, st, rt.Redirect)
 	}
+	var delay time.Duration
 	if f := rt.Fault; f != nil {
-		// Delays need a hook in h1 that does not block the connection
-		// goroutine unboundedly; only aborts are injected for now.
-		if _, abort := f.Decide(r.rnd(), r.rnd()); abort && f.AbortStatus != 0 {
-			return r.local(st, r.metrics.Dest(r.reporter, rt.ClusterName), telemetry.FlagFaultAbort, f.AbortStatus, ReasonFaultAbort)
+		var abort bool
+		delay, abort = f.Decide(r.rnd(), r.rnd())
+		if abort && f.AbortStatus != 0 {
+			// Like Envoy, an aborted request is delayed first when both apply.
+			d := r.local(st, r.metrics.Dest(r.reporter, rt.ClusterName), telemetry.FlagFaultAbort, f.AbortStatus, ReasonFaultAbort)
+			d.Delay = delay
+			return d
 		}
 	}
 	var (
@@ -241,7 +357,18 @@ func (r *Router) route(req *h1.Request, st *reqState) h1.Decision {
 		return r.local(st, r.metrics.Dest(r.reporter, name), telemetry.FlagNoCluster, 503, ReasonClusterNotFound)
 	}
 	st.wi = wi
-	return r.toCluster(req, st, c, rt, ops)
+	d := r.toCluster(req, st, c, rt, ops)
+	if d.Status == 0 {
+		d.Delay = delay
+		if p := rt.Retry; p != nil {
+			d.PerTryTimeout = p.PerTryTimeout
+			if p.NumRetries > 0 {
+				st.policy = p
+				d.Retry = st
+			}
+		}
+	}
+	return d
 }
 
 // passthroughOps are the ops of requests forwarded without a route.
@@ -261,6 +388,7 @@ func (r *Router) toCluster(req *h1.Request, st *reqState, c *upstream.Cluster, r
 		if rt != nil && len(rt.Hash) > 0 {
 			hash, hasHash = rt.RequestHash(req.Header, req.RawQuery(), remoteIP(req))
 		}
+		st.hash, st.hasHash = hash, hasHash
 		ep := c.Pick(hash, hasHash)
 		if ep == nil {
 			if c.Name == "BlackHoleCluster" {
@@ -275,6 +403,7 @@ func (r *Router) toCluster(req *h1.Request, st *reqState, c *upstream.Cluster, r
 		st.cluster, st.ep, st.acquired = c, ep, true
 		upstreamAddr = ep.Addr
 	}
+	st.addr = upstreamAddr
 	d := h1.Decision{Upstream: upstreamAddr, Timeout: ops.timeout}
 	d.HostRewrite = ops.hostRewrite
 	if ops.prefix != nil && bytes.HasPrefix(req.Path(), ops.prefix) {

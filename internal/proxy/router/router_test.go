@@ -114,7 +114,12 @@ func snapshot(t testing.TB, v1, v2 string) *wrt.Holder {
 			{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
 				Headers: []*routev3.HeaderMatcher{{Name: "end-user", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
 					StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "jason"}}}}}},
-				Action: toCluster(v2Name)},
+				// Istio's default outbound retry policy: the happy path
+				// carries a Retrier and must still not allocate.
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: v2Name},
+					RetryPolicy:      istioRetry("connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes", 2, 0),
+				}}},
 			{Match: prefix("/"), Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{
 				WeightedClusters: &routev3.WeightedCluster{Clusters: []*routev3.WeightedCluster_ClusterWeight{
 					{Name: v1Name, Weight: wrapperspb.UInt32(80)},
