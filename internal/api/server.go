@@ -38,8 +38,9 @@ type ServerConfig struct {
 	// the same admin-token check (the CA's token minting, root rotation).
 	Handlers map[string]http.Handler
 	// Token is the admin credential every request must present as "Authorization: Bearer <token>".
-	Token   string
-	Version Version
+	Token string
+	// Version describes the server; called per request (addresses are known only once bound).
+	Version func() Version
 	Logger  *slog.Logger
 }
 
@@ -84,7 +85,7 @@ func (s *Server) auth(h http.HandlerFunc) http.Handler {
 }
 
 func (s *Server) handleVersion(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.cfg.Version)
+	writeJSON(w, http.StatusOK, s.cfg.Version())
 }
 
 func (s *Server) handleObjects(w http.ResponseWriter, r *http.Request) {

@@ -83,6 +83,10 @@ type Error struct {
 
 // Version describes the server.
 type Version struct {
-	Version     string `json:"version"`
-	TrustDomain string `json:"trustDomain"`
+	Version      string `json:"version"`
+	TrustDomain  string `json:"trustDomain"`
+	DomainSuffix string `json:"domainSuffix,omitempty"`
+	// SecureAddr is where the CA and TLS xDS listen (empty: off); XDSAddr the plaintext xDS (empty: off).
+	SecureAddr string `json:"secureAddr,omitempty"`
+	XDSAddr    string `json:"xdsAddr,omitempty"`
 }

@@ -67,6 +67,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		newVersionCmd(g),
 		newTokenCmd(g),
 		newCACmd(g),
+		newVMCmd(g),
 	)
 	err := root.Execute()
 	if err == nil {

@@ -192,12 +192,12 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Warn("serving plaintext xDS: for development and tests only", "addr", s.XDSAddr.String())
 	}
 
-	close(s.started)
 	if s.cfg.SecureAddr != "" {
 		if err := s.startSecure(errc); err != nil {
 			return err
 		}
 	}
+	close(s.started) // every address is set
 	go func() { errc <- ignoreCanceled(s.agg.Run(ctx)) }()
 	go func() { errc <- ignoreCanceled(s.xds.Run(ctx)) }()
 	go s.modelLoop(ctx)

@@ -60,7 +60,7 @@ func (s *Server) registerMonitoring(mux *http.ServeMux) {
 		Extra:    s.warnings.Warnings,
 		Handlers: s.caHandlers(),
 		Token:    s.token,
-		Version:  api.Version{Version: Version, TrustDomain: s.cfg.Mesh.TrustDomain},
+		Version:  s.version,
 		Logger:   s.cfg.Logger,
 	}).Register(mux)
 }
@@ -98,4 +98,19 @@ func (s *Server) handleConfigz(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(out)
+}
+
+func (s *Server) version() api.Version {
+	v := api.Version{Version: Version, TrustDomain: s.cfg.Mesh.TrustDomain, DomainSuffix: s.cfg.Mesh.DomainSuffix}
+	select {
+	case <-s.started:
+		if s.SecureAddr != nil {
+			v.SecureAddr = s.SecureAddr.String()
+		}
+		if s.XDSAddr != nil {
+			v.XDSAddr = s.XDSAddr.String()
+		}
+	default:
+	}
+	return v
 }

@@ -66,7 +66,7 @@ func TestPackageDocs(t *testing.T) {
 // the CA client). go-control-plane's server and cache are allowed in tests only.
 func TestProxyStaysLean(t *testing.T) {
 	root := repoRoot(t)
-	patterns := []string{"./internal/proxy/...", "./internal/ca/caclient", "./internal/dnsproxy"}
+	patterns := []string{"./internal/proxy/...", "./internal/ca/caclient", "./internal/dnsproxy", "./internal/vmbundle"}
 	if _, err := os.Stat(filepath.Join(root, "cmd", "weft-proxy", "main.go")); err == nil {
 		patterns = append(patterns, "./cmd/weft-proxy")
 	}

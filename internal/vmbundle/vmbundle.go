@@ -1,0 +1,215 @@
+// Package vmbundle is the on-disk bootstrap bundle a host needs to join the
+// mesh: where weftd is, the root certificate to trust it by, a bootstrap
+// token bound to a WorkloadGroup, mesh settings, an env file and a systemd
+// unit. weftctl writes it; weft-proxy --bundle reads it. It depends on the
+// standard library only, because weft-proxy links it.
+package vmbundle
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// File names inside a bundle directory.
+const (
+	MeshFile    = "mesh.json"
+	RootFile    = "root-cert.pem"
+	TokenFile   = "token"
+	EnvFile     = "weft-proxy.env"
+	UnitFile    = "weft-proxy.service"
+	ReadmeFile  = "README.txt"
+	DefaultPath = "/etc/weft"
+)
+
+// Mesh is mesh.json: everything weft-proxy needs besides the root and the token.
+type Mesh struct {
+	// CAAddr is weftd's secure address (CA and TLS xDS), host:port.
+	CAAddr string `json:"caAddr"`
+	// ServerName is the name weft-proxy verifies weftd's certificate against.
+	ServerName     string `json:"serverName"`
+	TrustDomain    string `json:"trustDomain"`
+	DomainSuffix   string `json:"domainSuffix"`
+	Namespace      string `json:"namespace"`
+	WorkloadGroup  string `json:"workloadGroup"`
+	ServiceAccount string `json:"serviceAccount"`
+	// Address is the address the host advertises (NAT, several NICs); empty: the proxy picks its interface IP.
+	Address string `json:"address,omitempty"`
+	// Network names the host's network for multi-network meshes (optional).
+	Network string `json:"network,omitempty"`
+	// TokenExpires tells the operator until when the bundle can be used to join.
+	TokenExpires time.Time `json:"tokenExpires"`
+}
+
+// Bundle is a whole bundle in memory.
+type Bundle struct {
+	Mesh  Mesh
+	Root  []byte // PEM, one or more certificates (the trust bundle)
+	Token string
+}
+
+// Validate reports what makes the bundle unusable, all at once.
+func (b *Bundle) Validate() error {
+	var errs []error
+	m := b.Mesh
+	if _, _, err := net.SplitHostPort(m.CAAddr); err != nil {
+		errs = append(errs, fmt.Errorf("caAddr %q: want host:port", m.CAAddr))
+	}
+	for name, v := range map[string]string{"namespace": m.Namespace, "workloadGroup": m.WorkloadGroup, "trustDomain": m.TrustDomain} {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is empty", name))
+		}
+	}
+	if m.Address != "" && net.ParseIP(m.Address) == nil {
+		errs = append(errs, fmt.Errorf("address %q is not an IP", m.Address))
+	}
+	if _, err := ParseRoots(b.Root); err != nil {
+		errs = append(errs, err)
+	}
+	if strings.TrimSpace(b.Token) == "" {
+		errs = append(errs, errors.New("token is empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// ParseRoots parses the trust bundle PEM.
+func ParseRoots(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for len(data) > 0 {
+		var blk *pem.Block
+		blk, data = pem.Decode(data)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("root certificate: %w", err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("root certificate: no PEM certificate found")
+	}
+	return out, nil
+}
+
+// Write creates dir and writes the bundle; the token file is 0600. installDir
+// is where the bundle will live on the host (used in the unit and env file).
+func Write(dir, installDir string, b *Bundle) error {
+	if err := b.Validate(); err != nil {
+		return fmt.Errorf("vmbundle: %w", err)
+	}
+	if installDir == "" {
+		installDir = DefaultPath
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("vmbundle: %w", err)
+	}
+	mesh, err := json.MarshalIndent(b.Mesh, "", "  ")
+	if err != nil {
+		return err
+	}
+	var env, unit, readme strings.Builder
+	data := struct {
+		Mesh
+		Dir string
+	}{b.Mesh, installDir}
+	for _, t := range []struct {
+		tmpl string
+		out  *strings.Builder
+	}{{envTmpl, &env}, {unitTmpl, &unit}, {readmeTmpl, &readme}} {
+		if err := template.Must(template.New("").Parse(t.tmpl)).Execute(t.out, data); err != nil {
+			return fmt.Errorf("vmbundle: %w", err)
+		}
+	}
+	files := []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{MeshFile, append(mesh, '\n'), 0o644},
+		{RootFile, b.Root, 0o644},
+		{TokenFile, []byte(strings.TrimSpace(b.Token) + "\n"), 0o600},
+		{EnvFile, []byte(env.String()), 0o644},
+		{UnitFile, []byte(unit.String()), 0o644},
+		{ReadmeFile, []byte(readme.String()), 0o644},
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+			return fmt.Errorf("vmbundle: write %s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+// Read loads and validates a bundle directory.
+func Read(dir string) (*Bundle, error) {
+	var b Bundle
+	mesh, err := os.ReadFile(filepath.Join(dir, MeshFile))
+	if err != nil {
+		return nil, fmt.Errorf("vmbundle: %w (is %s a bundle from `weftctl vm bundle`?)", err, dir)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(mesh)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b.Mesh); err != nil {
+		return nil, fmt.Errorf("vmbundle: %s: %w", MeshFile, err)
+	}
+	if b.Root, err = os.ReadFile(filepath.Join(dir, RootFile)); err != nil {
+		return nil, fmt.Errorf("vmbundle: %w", err)
+	}
+	tok, err := os.ReadFile(filepath.Join(dir, TokenFile))
+	if err != nil {
+		return nil, fmt.Errorf("vmbundle: %w", err)
+	}
+	b.Token = strings.TrimSpace(string(tok))
+	if err := b.Validate(); err != nil {
+		return nil, fmt.Errorf("vmbundle: %s: %w", dir, err)
+	}
+	return &b, nil
+}
+
+const envTmpl = `# weft-proxy settings for {{.WorkloadGroup}}.{{.Namespace}}; read by weft-proxy.service.
+WEFT_PROXY_ARGS=--bundle {{.Dir}} --mode transparent
+`
+
+const unitTmpl = `[Unit]
+Description=Weft mesh proxy ({{.WorkloadGroup}}.{{.Namespace}})
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+EnvironmentFile={{.Dir}}/weft-proxy.env
+# Transparent mode installs iptables rules: it needs NET_ADMIN; traffic of
+# the proxy's own user (uid 1337) is never captured.
+ExecStart=/usr/local/bin/weft-proxy $WEFT_PROXY_ARGS
+Restart=always
+RestartSec=2
+KillSignal=SIGTERM
+TimeoutStopSec=30
+
+[Install]
+WantedBy=multi-user.target
+`
+
+const readmeTmpl = `Weft bootstrap bundle: WorkloadGroup {{.WorkloadGroup}} in namespace {{.Namespace}}
+CA and xDS: {{.CAAddr}} (certificate name {{.ServerName}}), trust domain {{.TrustDomain}}
+The token in this directory is a secret; it lets one host join until {{.TokenExpires.Format "2006-01-02 15:04 MST"}}.
+
+On the host:
+  sudo mkdir -p {{.Dir}} && sudo cp -r ./* {{.Dir}}/ && sudo chmod 600 {{.Dir}}/token
+  sudo cp weft-proxy /usr/local/bin/
+  sudo cp {{.Dir}}/weft-proxy.service /etc/systemd/system/ && sudo systemctl daemon-reload
+  sudo systemctl enable --now weft-proxy
+Or, in the foreground: weft-proxy --bundle {{.Dir}}
+`
