@@ -35,6 +35,9 @@ type WeftdOptions struct {
 	Debounce time.Duration
 	// Log shows weftd's logs in the test output (they are discarded otherwise).
 	Log bool
+	// CertTTL is the default workload certificate lifetime (0: weftd's 24h);
+	// rotation tests use a few seconds.
+	CertTTL time.Duration
 }
 
 // StartWeftd starts weftd with plaintext xDS and monitoring on loopback ports
@@ -64,6 +67,7 @@ func StartWeftd(t testing.TB, opts WeftdOptions) *Weftd {
 		SecureAddr:      "127.0.0.1:0",
 		MonitoringAddr:  "127.0.0.1:0",
 		Debounce:        debounce,
+		CertTTL:         opts.CertTTL,
 		Logger:          slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
