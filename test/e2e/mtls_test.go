@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -358,4 +359,79 @@ func netipAddr(t *testing.T, s string) netip.Addr {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// TestMTLSProxyBinary runs the weft-proxy binary the way a host operator
+// would: a trust bundle file from `weftctl ca bundle`, a token file from
+// `weftctl token create`, xDS and CA on weftd's secure port only.
+func TestMTLSProxyBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "weft-proxy")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/weft-proxy")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	const workloadAddr = "127.0.10.23"
+	app := startBackend(t, "productpage")
+	wd := testenv.StartWeftd(t, testenv.WeftdOptions{ConfigFiles: map[string]string{
+		"productpage.yaml": productpageWorkload(workloadAddr, app.port),
+		"pa.yaml":          meshPeerAuthentication("STRICT"),
+	}})
+	pki := newMeshPKI(t, wd)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(pki.token(t, "productpage")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	// --xds-addr points nowhere: with --root-cert everything goes to --ca-addr.
+	cmd := exec.Command(bin, "--xds-addr", "127.0.0.1:1", "--ca-addr", wd.SecureAddr.String(),
+		"--root-cert", pki.bundleFile, "--token-file", tokenFile, "--bind-addr", workloadAddr, "--ip", workloadAddr,
+		"--workload-name", "productpage-v1", "--namespace", "default", "--service-account", "productpage",
+		"--labels", "app=productpage,version=v1", "--explicit-inbound", "--drain-time", "1s")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+		}
+		if t.Failed() {
+			t.Logf("weft-proxy output:\n%s", out.String())
+		}
+	})
+	testenv.Eventually(t, 15*time.Second, func() error {
+		resp, err := http.Get("http://" + workloadAddr + ":15000/ready")
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("ready %d %s", resp.StatusCode, body)
+		}
+		return nil
+	})
+	meshCert, meshKey := writeCertFiles(t, pki.issue(t, "reviews", time.Hour))
+	inbound := net.JoinHostPort(workloadAddr, fmt.Sprint(app.port))
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if o := opensslGet(t, inbound, pki.bundleFile, meshCert, meshKey); !strings.Contains(o, "HTTP/1.1 200") {
+			return fmt.Errorf("mesh certificate through the binary: %s", o)
+		}
+		return nil
+	})
+	if o, err := curlPlain(t, inbound); err == nil {
+		t.Fatalf("plaintext on STRICT: %q", o)
+	}
 }
