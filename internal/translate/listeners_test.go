@@ -123,8 +123,8 @@ func TestInboundSimulation(t *testing.T) {
 			if got := chainTarget(selectFilterChain(vi, "", 12345)); got != InboundPassthroughCluster {
 				t.Errorf("unknown port -> %s", got)
 			}
-			if n := len(vi.GetFilterChains()); n != 4 {
-				t.Errorf("inbound chains = %d, want 4 (only this workload's ports, mTLS and plaintext each)", n)
+			if n := len(vi.GetFilterChains()); n != 6 {
+				t.Errorf("inbound chains = %d, want 6 (only this workload's ports; mTLS, app TLS and plaintext each)", n)
 			}
 		})
 	}

@@ -47,6 +47,12 @@ const TransportProtocolTLS = "tls"
 // first, then what an application-level client may negotiate.
 var inboundMTLSALPN = []string{"istio-peer-exchange", "istio", "h2", "http/1.1"}
 
+// permissiveMTLSALPN is what a mesh client (Envoy, weft-proxy) offers in its
+// ClientHello. On a PERMISSIVE port only TLS with one of these is taken as
+// mesh mTLS; TLS without them is the application's own TLS and goes to the
+// plaintext chain untouched, as in Istio.
+var permissiveMTLSALPN = []string{"istio-peer-exchange", "istio", "istio-http/1.0", "istio-http/1.1", "istio-h2"}
+
 // EffectiveMTLS resolves the PeerAuthentication mode for workload port
 // port of proxy p with Istio's precedence: the workload-selector policy in
 // the proxy's namespace (its portLevelMtls entry for port, then its mtls)
@@ -154,8 +160,9 @@ func inboundMTLSSocket(trustDomain string) *corev3.TransportSocket {
 // inboundChains returns the filter chains of one inbound port for mode:
 // STRICT one chain that always terminates TLS (a plaintext client fails the
 // handshake; it must never fall through to the passthrough chain),
-// PERMISSIVE a TLS chain for connections the tls_inspector marks "tls" plus
-// a plaintext one, DISABLE the plaintext chain only. newFilter builds the
+// PERMISSIVE a TLS chain for connections the tls_inspector marks "tls" with
+// a mesh ALPN, a plaintext-filter chain for other TLS (the application's
+// own) and the plaintext one; DISABLE the plaintext chain only. newFilter builds the
 // terminal filter (called once per chain: chains do not share messages).
 func inboundChains(mode MTLSMode, name string, port uint32, trustDomain string, newFilter func() *listenerv3.Filter) []*listenerv3.FilterChain {
 	plain := &listenerv3.FilterChain{
@@ -171,10 +178,20 @@ func inboundChains(mode MTLSMode, name string, port uint32, trustDomain string, 
 		return []*listenerv3.FilterChain{plain}
 	}
 	tls := &listenerv3.FilterChain{
-		Name:             name + "|mtls",
+		Name: name + "|mtls",
+		FilterChainMatch: &listenerv3.FilterChainMatch{
+			DestinationPort: wrapperspb.UInt32(port), TransportProtocol: TransportProtocolTLS, ApplicationProtocols: permissiveMTLSALPN,
+		},
+		Filters:         []*listenerv3.Filter{newFilter()},
+		TransportSocket: inboundMTLSSocket(trustDomain),
+	}
+	// The application's own TLS: as specific as mesh TLS on transport
+	// protocol, so it must have a chain of its own or it would fall to the
+	// passthrough default when the mesh ALPN does not match.
+	appTLS := &listenerv3.FilterChain{
+		Name:             name + "|tls",
 		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), TransportProtocol: TransportProtocolTLS},
 		Filters:          []*listenerv3.Filter{newFilter()},
-		TransportSocket:  inboundMTLSSocket(trustDomain),
 	}
-	return []*listenerv3.FilterChain{tls, plain}
+	return []*listenerv3.FilterChain{tls, appTLS, plain}
 }

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"slices"
 	"testing"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -95,9 +96,9 @@ func TestEffectiveMTLSPrecedence(t *testing.T) {
 
 // simulateInbound picks the virtualInbound chain for a connection the way
 // Envoy (and weft-proxy) do for the criteria the inbound listener uses:
-// destination port, then transport protocol, most specific wins; no match
-// falls to the default (passthrough) chain.
-func simulateInbound(l *listenerv3.Listener, port uint32, transport string) *listenerv3.FilterChain {
+// destination port, then transport protocol, then application protocols,
+// most specific wins; no match falls to the default (passthrough) chain.
+func simulateInbound(l *listenerv3.Listener, port uint32, transport string, alpn ...string) *listenerv3.FilterChain {
 	var cand []*listenerv3.FilterChain
 	best := -1
 	for _, fc := range l.GetFilterChains() {
@@ -115,12 +116,29 @@ func simulateInbound(l *listenerv3.Listener, port uint32, transport string) *lis
 			cand = append(cand, fc)
 		}
 	}
-	var out *listenerv3.FilterChain
+	var next []*listenerv3.FilterChain
 	best = -1
 	for _, fc := range cand {
 		s := 0
 		if tp := fc.GetFilterChainMatch().GetTransportProtocol(); tp != "" {
 			if tp != transport {
+				continue
+			}
+			s = 1
+		}
+		if s > best {
+			best, next = s, nil
+		}
+		if s == best {
+			next = append(next, fc)
+		}
+	}
+	var out *listenerv3.FilterChain
+	best = -1
+	for _, fc := range next {
+		s := 0
+		if aps := fc.GetFilterChainMatch().GetApplicationProtocols(); len(aps) > 0 {
+			if !slices.ContainsFunc(aps, func(a string) bool { return slices.Contains(alpn, a) }) {
 				continue
 			}
 			s = 1
@@ -140,12 +158,13 @@ func TestInboundMTLSChains(t *testing.T) {
 		name        string
 		mode        securityv1.PeerAuthentication_MutualTLS_Mode
 		wantInspect bool
-		// per transport protocol: does the chosen chain terminate TLS?
-		tlsOnTLS, tlsOnPlain bool
+		// does the chosen chain terminate TLS for mesh TLS (ALPN istio),
+		// plaintext, and the application's own TLS (no mesh ALPN)?
+		tlsOnTLS, tlsOnPlain, tlsOnAppTLS bool
 	}{
-		{"STRICT", paStrict, false, true, true},
-		{"PERMISSIVE", paPermissive, true, true, false},
-		{"DISABLE", paDisable, false, false, false},
+		{"STRICT", paStrict, false, true, true, true},
+		{"PERMISSIVE", paPermissive, true, true, false, false},
+		{"DISABLE", paDisable, false, false, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			snap := rtModel(t, append(bookinfoObjects(), paObj("istio-system", "default", 0, nil, tc.mode, nil))...)
@@ -158,8 +177,13 @@ func TestInboundMTLSChains(t *testing.T) {
 			if inspect != tc.wantInspect {
 				t.Errorf("tls_inspector present = %v, want %v", inspect, tc.wantInspect)
 			}
-			for transport, want := range map[string]bool{"tls": tc.tlsOnTLS, "raw_buffer": tc.tlsOnPlain} {
-				fc := simulateInbound(vi, 9080, transport)
+			for _, conn := range []struct {
+				transport string
+				alpn      []string
+				want      bool
+			}{{"tls", []string{"istio-http/1.1", "istio"}, tc.tlsOnTLS}, {"raw_buffer", nil, tc.tlsOnPlain}, {"tls", []string{"h2", "http/1.1"}, tc.tlsOnAppTLS}} {
+				transport, want := conn.transport, conn.want
+				fc := simulateInbound(vi, 9080, transport, conn.alpn...)
 				if got := chainTarget(fc); got != "inline:inbound|9080||" {
 					t.Fatalf("%s on 9080 -> %s (never the passthrough)", transport, got)
 				}

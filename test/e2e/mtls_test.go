@@ -176,10 +176,17 @@ func foreignCert(t *testing.T) tls.Certificate {
 
 // opensslGet sends one HTTP request through `openssl s_client` (verifying
 // the proxy's certificate against the mesh bundle; with a client
-// certificate when certFile is set) and returns its output.
+// certificate when certFile is set) and returns its output. It offers
+// Istio's ALPN, as a mesh client does (PERMISSIVE ports tell mesh mTLS
+// from the application's own TLS by it).
 func opensslGet(t *testing.T, addr, bundle, certFile, keyFile string) string {
 	t.Helper()
-	args := []string{"s_client", "-connect", addr, "-CAfile", bundle, "-verify_return_error", "-ign_eof", "-quiet"}
+	return opensslGetALPN(t, addr, bundle, certFile, keyFile, "istio-http/1.1,istio")
+}
+
+func opensslGetALPN(t *testing.T, addr, bundle, certFile, keyFile, alpn string) string {
+	t.Helper()
+	args := []string{"s_client", "-connect", addr, "-CAfile", bundle, "-verify_return_error", "-ign_eof", "-quiet", "-alpn", alpn}
 	if certFile != "" {
 		args = append(args, "-cert", certFile, "-key", keyFile)
 	}
@@ -261,6 +268,11 @@ func TestMTLSInbound(t *testing.T) {
 		}
 		if out := opensslGet(t, inbound, pki.bundleFile, otherCert, otherKey); strings.Contains(out, ok) {
 			t.Fatalf("TLS from another CA on PERMISSIVE: want refused, got:\n%s", out)
+		}
+		// TLS without a mesh ALPN is the application's own: the proxy does
+		// not terminate it (the app here speaks plaintext, so it fails).
+		if out := opensslGetALPN(t, inbound, pki.bundleFile, meshCert, meshKey, "http/1.1"); strings.Contains(out, ok) {
+			t.Fatalf("app TLS on PERMISSIVE was terminated by the proxy:\n%s", out)
 		}
 	})
 

@@ -5,6 +5,7 @@ package listener
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -70,14 +71,8 @@ func (c *PeerConn) ConnectionSecurityPolicy() string { return "mutual_tls" }
 // chain means the connection was refused and is closed.
 func (m *Manager) selectChain(c net.Conn, l *runtime.Listener, ci runtime.ConnInfo) (net.Conn, runtime.ConnInfo, *runtime.FilterChain) {
 	if hasTLSChain(l) && slices.Contains(l.ListenerFilters, runtime.FilterTLSInspector) {
-		b, pc, err := peekFirstByte(c, time.Now().Add(inspectTimeout))
-		c = pc
-		var ne net.Error
-		switch {
-		case err == nil && b == tlsHandshakeRecord:
-			ci.TransportProtocol = "tls"
-		case err == nil, errors.As(err, &ne) && ne.Timeout():
-		default:
+		var ok bool
+		if c, ci, ok = inspectTLS(c, ci, time.Now().Add(inspectTimeout)); !ok {
 			c.Close()
 			return c, ci, nil
 		}
@@ -86,7 +81,7 @@ func (m *Manager) selectChain(c net.Conn, l *runtime.Listener, ci runtime.ConnIn
 	if fc == nil || !fc.TLS {
 		return c, ci, fc
 	}
-	pc, err := m.terminateTLS(c, fc.TLSContext)
+	pc, err := m.terminateTLS(c, fc)
 	if err != nil {
 		m.log.Debug("inbound mTLS handshake refused", "listener", l.Name, "chain", fc.Name, "from", c.RemoteAddr().String(), "err", err)
 		c.Close()
@@ -108,7 +103,8 @@ func hasTLSChain(l *runtime.Listener) bool {
 // with the workload certificate, requiring (or verifying when given) a
 // client certificate chained to the mesh roots whose URI SAN is a SPIFFE ID
 // of our trust domain.
-func (m *Manager) terminateTLS(c net.Conn, ctx *runtime.DownstreamTLS) (*PeerConn, error) {
+func (m *Manager) terminateTLS(c net.Conn, fc *runtime.FilterChain) (*PeerConn, error) {
+	ctx := fc.TLSContext
 	it := m.cfg.InboundTLS
 	if it == nil || it.GetCertificate == nil || it.Roots == nil {
 		return nil, errors.New("listener: chain terminates mTLS but the proxy has no workload identity (start it with --root-cert and a token)")
@@ -122,8 +118,7 @@ func (m *Manager) terminateTLS(c net.Conn, ctx *runtime.DownstreamTLS) (*PeerCon
 		GetCertificate: it.GetCertificate,
 		ClientCAs:      it.Roots(),
 		ClientAuth:     tls.VerifyClientCertIfGiven,
-		// The HTTP engine speaks HTTP/1.1 only: h2 is never negotiated.
-		NextProtos: slices.DeleteFunc(slices.Clone(ctx.ALPN), func(p string) bool { return p == "h2" }),
+		NextProtos:     serverALPN(ctx.ALPN, fc.Match.ApplicationProtocols),
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
 				if ctx.RequireClientCertificate {
@@ -148,6 +143,19 @@ func (m *Manager) terminateTLS(c net.Conn, ctx *runtime.DownstreamTLS) (*PeerCon
 	return &PeerConn{Conn: tc, id: peer}, nil
 }
 
+// serverALPN is what the proxy may negotiate: the context's ALPN and the
+// mesh protocols the chain matched on ("istio-http/1.1", ...), except h2:
+// the HTTP engine speaks HTTP/1.1 only.
+func serverALPN(ctxALPN, matched []string) []string {
+	out := make([]string, 0, len(ctxALPN)+len(matched))
+	for _, p := range slices.Concat(ctxALPN, matched) {
+		if p != "h2" && p != "istio-h2" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // peerSPIFFEID returns the caller's identity: exactly one URI SAN, a
 // SPIFFE ID in trustDomain, matching one of prefixes when any are given.
 func peerSPIFFEID(leaf *x509.Certificate, trustDomain string, prefixes []string) (spiffe.ID, error) {
@@ -167,29 +175,95 @@ func peerSPIFFEID(leaf *x509.Certificate, trustDomain string, prefixes []string)
 	return id, nil
 }
 
-// peekFirstByte returns the connection's first byte without consuming it.
-// peekSyscall (MSG_PEEK, unix) keeps the *net.TCPConn intact so the HTTP
-// engine keeps its raw socket I/O; elsewhere the conn is wrapped.
-func peekFirstByte(c net.Conn, deadline time.Time) (byte, net.Conn, error) {
+// maxClientHello bounds how much of a ClientHello the inspector reads.
+const maxClientHello = 16 << 10
+
+// inspectTLS is Envoy's tls_inspector: without consuming anything it sets
+// ci.TransportProtocol ("tls" when the first byte starts a TLS handshake
+// record) and, for TLS, the ClientHello's ALPN list and SNI. A client that
+// sends nothing before the deadline is plaintext. ok is false when the
+// connection failed.
+func inspectTLS(c net.Conn, ci runtime.ConnInfo, deadline time.Time) (net.Conn, runtime.ConnInfo, bool) {
 	_ = c.SetReadDeadline(deadline)
 	defer c.SetReadDeadline(time.Time{})
-	if peekSyscall != nil {
-		if tc, ok := c.(*net.TCPConn); ok {
-			b, err := peekSyscall(tc)
-			return b, c, err
+	p, c := newPeeker(c, deadline)
+	b, err := p.peek(1)
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return c, ci, true
+	case err != nil:
+		return c, ci, false
+	case b[0] != tlsHandshakeRecord:
+		return c, ci, true
+	}
+	ci.TransportProtocol = "tls"
+	if hdr, err := p.peek(5); err == nil {
+		n := 5 + (int(hdr[3])<<8 | int(hdr[4]))
+		if rec, err := p.peek(min(n, maxClientHello)); err == nil {
+			ci.ALPN, ci.ServerName = parseClientHello(rec)
 		}
 	}
-	br := bufio.NewReaderSize(c, 512)
-	p, err := br.Peek(1)
-	bc := &bufferedConn{Conn: c, r: br}
-	if err != nil {
-		return 0, bc, err
-	}
-	return p[0], bc, nil
+	return c, ci, true
 }
 
-// peekSyscall is set on platforms with MSG_PEEK.
-var peekSyscall func(*net.TCPConn) (byte, error)
+// parseClientHello lets crypto/tls parse a ClientHello from raw record
+// bytes and returns its ALPN protocols and server name (nil, "" if the
+// bytes are not a complete ClientHello).
+func parseClientHello(rec []byte) (alpn []string, sni string) {
+	errSeen := errors.New("seen")
+	srv := tls.Server(&replayConn{r: bytes.NewReader(rec)}, &tls.Config{
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			alpn, sni = slices.Clone(h.SupportedProtos), h.ServerName
+			return nil, errSeen
+		},
+	})
+	_ = srv.Handshake()
+	return alpn, sni
+}
+
+// replayConn feeds recorded bytes to crypto/tls and discards its writes.
+type replayConn struct {
+	net.Conn // nil: only the methods below are used
+	r        *bytes.Reader
+}
+
+func (c *replayConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c *replayConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c *replayConn) Close() error                     { return nil }
+func (c *replayConn) SetDeadline(time.Time) error      { return nil }
+func (c *replayConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *replayConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *replayConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *replayConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+
+// peeker returns at least n of the connection's first bytes (fewer only
+// with an error) without consuming them.
+type peeker interface {
+	peek(n int) ([]byte, error)
+}
+
+// newPeeker peeks with MSG_PEEK where available (unix), which keeps the
+// *net.TCPConn intact so the HTTP engine keeps its raw socket I/O;
+// elsewhere the connection is wrapped in a buffered reader.
+func newPeeker(c net.Conn, deadline time.Time) (peeker, net.Conn) {
+	if newSyscallPeeker != nil {
+		if tc, ok := c.(*net.TCPConn); ok {
+			if p := newSyscallPeeker(tc, deadline); p != nil {
+				return p, c
+			}
+		}
+	}
+	bc := &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, maxClientHello)}
+	return bufPeeker{bc.r}, bc
+}
+
+// newSyscallPeeker is set on platforms with MSG_PEEK.
+var newSyscallPeeker func(tc *net.TCPConn, deadline time.Time) peeker
+
+type bufPeeker struct{ r *bufio.Reader }
+
+func (b bufPeeker) peek(n int) ([]byte, error) { return b.r.Peek(n) }
 
 type bufferedConn struct {
 	net.Conn

@@ -101,10 +101,10 @@ func mtlsInbound(t *testing.T, mode string, port, appPort uint32) *runtime.Snaps
 				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: "ROOTCA", SdsConfig: ads}},
 		},
 	})
-	chain := func(name, transport string, withTLS bool) *listenerv3.FilterChain {
+	chain := func(name, transport string, withTLS bool, alpn ...string) *listenerv3.FilterChain {
 		fc := &listenerv3.FilterChain{
 			Name:             name,
-			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), TransportProtocol: transport},
+			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), TransportProtocol: transport, ApplicationProtocols: alpn},
 			Filters:          []*listenerv3.Filter{{Name: runtime.FilterHCM, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm}}},
 		}
 		if withTLS {
@@ -119,7 +119,11 @@ func mtlsInbound(t *testing.T, mode string, port, appPort uint32) *runtime.Snaps
 		vi.FilterChains = []*listenerv3.FilterChain{chain(inbound, "", true)}
 	case "PERMISSIVE":
 		vi.ListenerFilters = []*listenerv3.ListenerFilter{{Name: runtime.FilterTLSInspector, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: inspector}}}
-		vi.FilterChains = []*listenerv3.FilterChain{chain(inbound+"|mtls", "tls", true), chain(inbound, "", false)}
+		vi.FilterChains = []*listenerv3.FilterChain{
+			chain(inbound+"|mtls", "tls", true, "istio-peer-exchange", "istio", "istio-http/1.0", "istio-http/1.1", "istio-h2"),
+			chain(inbound+"|tls", "tls", false),
+			chain(inbound, "", false),
+		}
 	case "DISABLE":
 		vi.FilterChains = []*listenerv3.FilterChain{chain(inbound, "", false)}
 	}
@@ -191,7 +195,8 @@ func TestInboundMTLS(t *testing.T) {
 	bind := "127.0.0.1"
 
 	dialTLS := func(addr string, cert *tls.Certificate) (net.Conn, error) {
-		cfg := &tls.Config{RootCAs: roots, InsecureSkipVerify: true, NextProtos: []string{"istio", "http/1.1"}} // the server's name is its SPIFFE ID
+		// A mesh client offers Istio's ALPN; the server's name is its SPIFFE ID.
+		cfg := &tls.Config{RootCAs: roots, InsecureSkipVerify: true, NextProtos: []string{"istio-http/1.1", "istio"}}
 		if cert != nil {
 			cfg.Certificates = []tls.Certificate{*cert}
 		}
@@ -262,6 +267,16 @@ func TestInboundMTLS(t *testing.T) {
 					t.Errorf("h2 negotiated; the engine is HTTP/1.1")
 				}
 			}
+			// TLS without a mesh ALPN is the application's own: on
+			// PERMISSIVE it is not terminated by the proxy (it reaches
+			// the plaintext HTTP engine and fails there, as before).
+			if mode == "PERMISSIVE" {
+				c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{client}, NextProtos: []string{"http/1.1"}})
+				if err == nil {
+					c.Close()
+					t.Errorf("app TLS (ALPN http/1.1) was terminated with the mesh certificate")
+				}
+			}
 		})
 	}
 }
@@ -312,5 +327,37 @@ func TestCapturedInboundMTLS(t *testing.T) {
 	}
 	if got, err := rawGet(tc, "/tls"); err != nil || got != "200 app /tls" {
 		t.Fatalf("mTLS: %q %v", got, err)
+	}
+}
+
+// TestParseClientHello: the inspector gets ALPN and SNI from a real
+// ClientHello (crypto/tls client, recorded from the wire).
+func TestParseClientHello(t *testing.T) {
+	a, b := net.Pipe()
+	go func() {
+		c := tls.Client(a, &tls.Config{ServerName: "outbound_.9080_._.productpage", NextProtos: []string{"istio-http/1.1", "istio"}, InsecureSkipVerify: true})
+		_ = c.Handshake()
+	}()
+	buf := make([]byte, maxClientHello)
+	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.ReadAtLeast(b, buf, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 5 + (int(buf[3])<<8 | int(buf[4]))
+	for n < want {
+		m, err := b.Read(buf[n:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += m
+	}
+	b.Close()
+	alpn, sni := parseClientHello(buf[:n])
+	if strings.Join(alpn, ",") != "istio-http/1.1,istio" || sni != "outbound_.9080_._.productpage" {
+		t.Fatalf("alpn %v sni %q", alpn, sni)
+	}
+	if alpn, _ := parseClientHello(buf[:n/2]); alpn != nil {
+		t.Fatalf("partial hello parsed: %v", alpn)
 	}
 }
