@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/weftmesh/weft/internal/proxy/agent"
@@ -25,9 +26,19 @@ func main() {
 		bind      string
 		proxyPort uint
 		logLevel  string
+		id        agent.Identity
+		rootCert  string
+		tokenFile string
 	)
 	fs := flag.NewFlagSet("weft-proxy", flag.ExitOnError)
-	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:15010", "weftd's plaintext xDS address")
+	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:15010", "weftd's plaintext xDS address (used without --root-cert)")
+	fs.StringVar(&id.CAAddr, "ca-addr", "", "weftd's secure address: CA and xDS over TLS [--xds-addr host, port 15012]")
+	fs.StringVar(&rootCert, "root-cert", "", "mesh trust bundle PEM (weftctl ca bundle); enables identity, mTLS and xDS over TLS")
+	fs.StringVar(&id.Token, "token", "", "bootstrap token (weftctl token create); prefer --token-file")
+	fs.StringVar(&tokenFile, "token-file", "", "file holding the bootstrap token")
+	fs.StringVar(&id.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain")
+	fs.DurationVar(&id.CertTTL, "cert-ttl", 0, "workload certificate validity to ask for [the CA's default]")
+	fs.BoolVar(&cfg.ExplicitInbound, "explicit-inbound", false, "explicit mode: serve the workload's inbound ports on --bind-addr (the app listens on 127.0.0.1)")
 	fs.BoolVar(&cfg.StateOfTheWorld, "xds-sotw", false, "use state-of-the-world ADS instead of delta")
 	fs.StringVar(&cfg.NodeID, "node-id", "", `xDS node id [sidecar~IP~NAME.NS~NS.svc.cluster.local]`)
 	fs.StringVar(&cfg.Namespace, "namespace", "default", "workload namespace")
@@ -74,6 +85,28 @@ func main() {
 		fail(fmt.Errorf("--http-proxy-port %d out of range", proxyPort))
 	}
 	cfg.HTTPProxyPort = uint16(proxyPort)
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			fail(fmt.Errorf("--token-file: %w", err))
+		}
+		id.Token = strings.TrimSpace(string(b))
+	}
+	if rootCert != "" {
+		b, err := os.ReadFile(rootCert)
+		if err != nil {
+			fail(fmt.Errorf("--root-cert: %w", err))
+		}
+		if id.Roots, err = agent.ParseRoots(b); err != nil {
+			fail(fmt.Errorf("--root-cert %s: %w", rootCert, err))
+		}
+		if id.CAAddr == "" {
+			id.CAAddr = agent.DefaultCAAddr(cfg.XDSAddr)
+		}
+		cfg.Identity = &id
+	} else if id.Token != "" || id.CAAddr != "" {
+		fail(fmt.Errorf("--token/--ca-addr need --root-cert (the trust bundle that verifies weftd)"))
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

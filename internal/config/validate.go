@@ -62,7 +62,6 @@ func Validate(obj *Object) Diagnostics {
 // gets one warning so nobody believes a policy protects them when it does not.
 // Delete an entry the day its enforcement lands.
 var notEnforcedKinds = map[Kind]string{
-	KindPeerAuthentication:    "mTLS between proxies comes with the identity work",
 	KindAuthorizationPolicy:   "authorization is enforced by weft-proxy once the identity work lands",
 	KindRequestAuthentication: "JWT validation comes with the identity work",
 	KindGateway:               "gateway proxies get no configuration yet",

@@ -198,7 +198,8 @@ func TestValidateUnimplementedWarnings(t *testing.T) {
 			[]string{"spec.subsets[0].trafficPolicy.proxyProtocol", "spec.trafficPolicy.tunnel"}},
 		{"wg exec probe", KindWorkloadGroup, "template: {}\nprobe: {exec: {command: ['true']}}", []string{"spec.probe.exec"}},
 		{"telemetry tracing", KindTelemetry, "tracing: [{providers: [{name: zipkin}]}]", []string{"", "spec.tracing"}},
-		{"whole kind not enforced", KindPeerAuthentication, "mtls: {mode: STRICT}", []string{""}},
+		{"whole kind not enforced", KindAuthorizationPolicy, "action: DENY\nrules: [{to: [{operation: {methods: [GET]}}]}]", []string{""}},
+		{"PeerAuthentication is enforced", KindPeerAuthentication, "mtls: {mode: STRICT}", nil},
 		{"wasm plugin", KindWasmPlugin, "url: oci://example/plugin:1\nphase: AUTHN", []string{"spec.phase", "spec.url"}},
 		{"unset fields are silent", KindVirtualService, "hosts: [r]\nhttp: [{route: [{destination: {host: r}}]}]", nil},
 	}

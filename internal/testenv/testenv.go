@@ -39,6 +39,9 @@ type WeftdOptions struct {
 	AutoregistrationGrace time.Duration
 	// AllowInsecureAutoregistration lets plaintext xDS clients auto-register.
 	AllowInsecureAutoregistration bool
+	// CertTTL is the default workload certificate lifetime (0: weftd's 24h);
+	// rotation tests use a few seconds.
+	CertTTL time.Duration
 }
 
 // StartWeftd starts weftd with plaintext xDS and monitoring on loopback ports
@@ -70,6 +73,7 @@ func StartWeftd(t testing.TB, opts WeftdOptions) *Weftd {
 		Debounce:                      debounce,
 		AutoregistrationGrace:         opts.AutoregistrationGrace,
 		AllowInsecureAutoregistration: opts.AllowInsecureAutoregistration,
+		CertTTL:                       opts.CertTTL,
 		Logger:                        slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -363,19 +363,25 @@ func (g *routeGen) virtualInboundListener() *listenerv3.Listener {
 			Filters: []*listenerv3.Filter{tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)},
 		},
 	}
+	inspect := false
 	for _, ip := range g.inboundPorts() {
 		cluster := ClusterName(Inbound, ip.servicePort.Number, "", ip.svc.Hostname)
 		statPrefix := fmt.Sprintf("inbound_0.0.0.0_%d", ip.targetPort)
-		var filter *listenerv3.Filter
-		if ip.servicePort.Protocol.IsHTTP() {
-			filter = hcmNetworkFilter(inlineHCM(statPrefix, inboundRouteConfig(ip.servicePort.Number, cluster), httpFilterSet{}))
-		} else {
-			filter = tcpProxyFilter(statPrefix, cluster)
+		newFilter := func() *listenerv3.Filter {
+			if ip.servicePort.Protocol.IsHTTP() {
+				return hcmNetworkFilter(inlineHCM(statPrefix, inboundRouteConfig(ip.servicePort.Number, cluster), httpFilterSet{}))
+			}
+			return tcpProxyFilter(statPrefix, cluster)
 		}
-		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-			Name:             cluster,
-			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(ip.targetPort)},
-			Filters:          []*listenerv3.Filter{filter},
+		mode := EffectiveMTLS(g.in.Model, g.proxy, ip.targetPort)
+		inspect = inspect || mode == MTLSPermissive
+		l.FilterChains = append(l.FilterChains, inboundChains(mode, cluster, ip.targetPort, g.in.Model.Mesh.TrustDomain, newFilter)...)
+	}
+	if inspect {
+		// PERMISSIVE chains are told apart by transport protocol.
+		l.ListenerFilters = append(l.ListenerFilters, &listenerv3.ListenerFilter{
+			Name:       wellknown.TlsInspector,
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: packTyped(&tlsinspectorv3.TlsInspector{})},
 		})
 	}
 	return l

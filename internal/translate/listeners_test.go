@@ -105,7 +105,9 @@ func TestInboundSimulation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			listeners, _, _ := rtGenerate(t, snap, tc.proxy)
 			vi := listeners[VirtualInboundListener].(*listenerv3.Listener)
-			if len(vi.GetListenerFilters()) != 1 || vi.GetListenerFilters()[0].GetName() != wellknown.OriginalDestination {
+			// Default PERMISSIVE: the tls_inspector tells mTLS from plaintext.
+			if len(vi.GetListenerFilters()) != 2 || vi.GetListenerFilters()[0].GetName() != wellknown.OriginalDestination ||
+				vi.GetListenerFilters()[1].GetName() != wellknown.TlsInspector {
 				t.Errorf("inbound listener filters = %v", vi.GetListenerFilters())
 			}
 			if got := chainTarget(selectFilterChain(vi, "", 9080)); got != "inline:inbound|9080||" {
@@ -121,8 +123,8 @@ func TestInboundSimulation(t *testing.T) {
 			if got := chainTarget(selectFilterChain(vi, "", 12345)); got != InboundPassthroughCluster {
 				t.Errorf("unknown port -> %s", got)
 			}
-			if n := len(vi.GetFilterChains()); n != 2 {
-				t.Errorf("inbound chains = %d, want 2 (only this workload's ports)", n)
+			if n := len(vi.GetFilterChains()); n != 6 {
+				t.Errorf("inbound chains = %d, want 6 (only this workload's ports; mTLS, app TLS and plaintext each)", n)
 			}
 		})
 	}

@@ -16,6 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/weftmesh/weft/internal/ca/caclient"
 	"github.com/weftmesh/weft/internal/proxy/admin"
 	"github.com/weftmesh/weft/internal/proxy/listener"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
@@ -25,8 +28,12 @@ import (
 
 // Config is everything weft-proxy needs; cmd/weft-proxy fills it from flags.
 type Config struct {
-	// XDSAddr is weftd's plaintext xDS address (e.g. 127.0.0.1:15010).
+	// XDSAddr is weftd's plaintext xDS address (e.g. 127.0.0.1:15010), used
+	// when Identity is nil (development and tests).
 	XDSAddr string
+	// Identity, when set, gives the proxy a workload certificate (inbound
+	// mTLS) and moves xDS to TLS on Identity.CAAddr (see identity.go).
+	Identity *Identity
 	// StateOfTheWorld uses SotW ADS instead of delta.
 	StateOfTheWorld bool
 
@@ -51,6 +58,10 @@ type Config struct {
 	HTTPProxyPort uint16
 	// PortOverrides remaps xDS listener ports (tests).
 	PortOverrides map[uint16]uint16
+	// ExplicitInbound serves, in explicit mode, every inbound port of
+	// virtualInbound on BindAddr (the workload's address; the application
+	// listens on 127.0.0.1), so callers reach it without iptables.
+	ExplicitInbound bool
 	// DrainTime bounds how long in-flight requests may take at shutdown [5s].
 	DrainTime time.Duration
 
@@ -68,6 +79,11 @@ type Agent struct {
 	mgr     *listener.Manager
 	admin   *admin.Server
 	client  *xdsclient.Client
+	rotator *caclient.Rotator
+	// firstCert is closed when the first workload certificate arrived.
+	firstCert chan struct{}
+
+	xdsAddr string
 
 	ldsOK   atomic.Bool
 	warming atomic.Pointer[string] // dependencies still missing after the last update
@@ -79,7 +95,7 @@ type Agent struct {
 // New validates cfg and binds the static listeners (explicit HTTP proxy,
 // admin); Run starts serving.
 func New(cfg Config) (*Agent, error) {
-	if cfg.XDSAddr == "" {
+	if cfg.XDSAddr == "" && (cfg.Identity == nil || cfg.Identity.CAAddr == "") {
 		return nil, errors.New("agent: the xDS address is required")
 	}
 	if cfg.Logger == nil {
@@ -107,8 +123,24 @@ func New(cfg Config) (*Agent, error) {
 	a.metrics = telemetry.New(telemetry.Identity{Workload: cfg.WorkloadName, Namespace: cfg.Namespace})
 	node := Node(cfg)
 	var err error
+	xdsAddr, xdsOpts := cfg.XDSAddr, []grpc.DialOption(nil)
+	var inTLS *listener.InboundTLS
+	if cfg.Identity != nil {
+		a.firstCert = make(chan struct{})
+		if a.rotator, err = newRotator(cfg, a.firstCert); err != nil {
+			return nil, fmt.Errorf("agent: identity: %w", err)
+		}
+		xdsAddr = cfg.Identity.CAAddr
+		if xdsAddr == "" {
+			xdsAddr = DefaultCAAddr(cfg.XDSAddr)
+		}
+		xdsOpts = xdsDialOptions(a.rotator, cfg.Identity.Token)
+		inTLS = inboundTLS(a.rotator, cfg.Identity.TrustDomain)
+	}
+	a.xdsAddr = xdsAddr
 	a.client, err = xdsclient.New(xdsclient.Config{
-		ServerAddr:      cfg.XDSAddr,
+		ServerAddr:      xdsAddr,
+		DialOptions:     xdsOpts,
 		Node:            node,
 		StateOfTheWorld: cfg.StateOfTheWorld,
 		Logger:          cfg.Logger,
@@ -125,6 +157,7 @@ func New(cfg Config) (*Agent, error) {
 		PortOverrides: cfg.PortOverrides,
 		Metrics:       a.metrics,
 		Logger:        cfg.Logger,
+		InboundTLS:    inTLS,
 	})
 	a.admin, err = admin.Listen(admin.Config{
 		Addr:    cfg.AdminAddr,
@@ -144,7 +177,7 @@ func New(cfg Config) (*Agent, error) {
 		a.admin.Shutdown(context.Background())
 		return nil, err
 	}
-	a.log.Info("weft-proxy starting", "node", node.GetId(), "mode", cfg.Mode.String(), "xds", cfg.XDSAddr,
+	a.log.Info("weft-proxy starting", "node", node.GetId(), "mode", cfg.Mode.String(), "xds", xdsAddr, "identity", cfg.Identity != nil,
 		"admin", a.admin.Addr(), "listeners", a.mgr.Addrs())
 	return a, nil
 }
@@ -185,6 +218,11 @@ func (a *Agent) apply(u xdsclient.Update) error {
 		// problem, logged rather than NACKed (Envoy does the same).
 		a.log.Error("listener update", "err", err)
 	}
+	if a.cfg.ExplicitInbound {
+		if err := a.mgr.UpdateExplicitInbound(s); err != nil {
+			a.log.Error("explicit inbound update", "err", err)
+		}
+	}
 	var w []string
 	for typ, names := range u.Warming {
 		if len(names) > 0 {
@@ -209,6 +247,9 @@ func (a *Agent) ready() (bool, string) {
 		return false, "DRAINING"
 	}
 	var missing []string
+	if a.rotator != nil && a.rotator.Certificate() == nil {
+		missing = append(missing, "workload certificate")
+	}
 	if !a.cdsOK.Load() {
 		missing = append(missing, "CDS")
 	}
@@ -222,7 +263,7 @@ func (a *Agent) ready() (bool, string) {
 		st := a.client.Status()
 		why := "not ready: waiting for " + strings.Join(missing, ", ")
 		if !st.Connected {
-			why += " (not connected to " + a.cfg.XDSAddr + ")"
+			why += " (not connected to " + a.xdsAddr + ")"
 		}
 		if st.LastError != "" {
 			why += "; last error: " + st.LastError
@@ -237,7 +278,30 @@ func (a *Agent) Run(ctx context.Context) error {
 	xctx, xcancel := context.WithCancel(context.Background())
 	defer xcancel()
 	xdone := make(chan error, 1)
-	go func() { xdone <- a.client.Run(xctx) }()
+	rdone := make(chan struct{})
+	if a.rotator != nil {
+		go func() {
+			defer close(rdone)
+			_ = a.rotator.Run(xctx) // retries on its own; returns when xctx ends
+		}()
+	} else {
+		close(rdone)
+	}
+	go func() {
+		if a.firstCert != nil {
+			// xDS on the secure port authenticates with the certificate:
+			// a single-use token is spent by the first certificate request,
+			// so the stream waits for it (the token still goes along while
+			// no valid certificate is held).
+			select {
+			case <-a.firstCert:
+			case <-xctx.Done():
+				xdone <- xctx.Err()
+				return
+			}
+		}
+		xdone <- a.client.Run(xctx)
+	}()
 	adone := make(chan error, 1)
 	go func() { adone <- a.admin.Serve() }()
 
@@ -257,9 +321,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Keep xDS until traffic is gone so config keeps flowing during drain.
 	xcancel()
 	<-xdone
+	<-rdone
 	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 	defer scancel()
 	_ = a.admin.Shutdown(sctx)
 	a.log.Info("stopped")
 	return runErr
 }
+
+// Rotator is the workload certificate manager (nil without Identity).
+func (a *Agent) Rotator() *caclient.Rotator { return a.rotator }

@@ -66,6 +66,9 @@ type Config struct {
 	Logger        *slog.Logger
 	// H1 carries engine knobs; Router, Observer and Pool are set per server.
 	H1 h1.Config
+	// InboundTLS terminates mesh mTLS on chains with a DownstreamTlsContext
+	// (tls_inbound.go); nil refuses connections that land on such a chain.
+	InboundTLS *InboundTLS
 }
 
 // Manager owns the proxy's listening sockets and the servers behind them.
@@ -308,7 +311,8 @@ func (m *Manager) serveCaptured(name string, c net.Conn) {
 		}
 	}
 	ci := runtime.ConnInfo{DstIP: dst.Addr(), DstPort: dst.Port(), TransportProtocol: "raw_buffer"}
-	fc := l.FilterChainFor(ci)
+	var fc *runtime.FilterChain
+	c, ci, fc = m.selectChain(c, l, ci) // tls_inspector + mTLS termination (tls_inbound.go)
 	if fc == nil {
 		m.log.Debug("no filter chain", "listener", l.Name, "dst", dst.String())
 		c.Close()

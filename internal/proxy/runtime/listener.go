@@ -12,6 +12,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/internal/proxy/runtime/route"
@@ -72,9 +73,10 @@ type FilterChain struct {
 	Match ChainMatch
 	HTTP  *HTTPConnectionManager
 	TCP   *TCPProxy
-	// TLS is true when the chain terminates TLS (DownstreamTlsContext recorded
-	// only; enforcement comes with the identity work).
-	TLS bool
+	// TLS is true when the chain terminates TLS; TLSContext holds its
+	// compiled DownstreamTlsContext (the listener enforces it).
+	TLS        bool
+	TLSContext *DownstreamTLS
 }
 
 // HTTPConnectionManager is the compiled HCM of a filter chain.
@@ -343,7 +345,15 @@ func buildFilterChain(pb *listenerv3.FilterChain, clusters *Clusters) (*FilterCh
 	if ts := pb.GetTransportSocket(); ts != nil {
 		switch ts.GetName() {
 		case "envoy.transport_sockets.tls", "tls":
-			c.TLS = true
+			var dtc tlsv3.DownstreamTlsContext
+			if err := ts.GetTypedConfig().UnmarshalTo(&dtc); err != nil {
+				return nil, ".transport_socket.typed_config", errf("decode DownstreamTlsContext: %v", err)
+			}
+			t, field, err := buildDownstreamTLS(&dtc)
+			if err != nil {
+				return nil, ".transport_socket" + field, err
+			}
+			c.TLS, c.TLSContext = true, t
 		case "envoy.transport_sockets.raw_buffer", "raw_buffer":
 		default:
 			return nil, ".transport_socket", errf("transport socket %q is not supported", ts.GetName())
