@@ -16,6 +16,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/proxy/agent"
 	"github.com/weftmesh/weft/internal/proxy/listener"
+	"github.com/weftmesh/weft/internal/vmbundle"
 )
 
 func main() {
@@ -29,6 +30,7 @@ func main() {
 		id        agent.Identity
 		rootCert  string
 		tokenFile string
+		bundleDir string
 	)
 	fs := flag.NewFlagSet("weft-proxy", flag.ExitOnError)
 	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:15010", "weftd's plaintext xDS address (used without --root-cert)")
@@ -52,6 +54,7 @@ func main() {
 	fs.UintVar(&proxyPort, "http-proxy-port", 15080, "explicit-mode HTTP proxy port")
 	fs.DurationVar(&cfg.DrainTime, "drain-time", 5_000_000_000, "how long in-flight requests may take at shutdown")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&bundleDir, "bundle", "", "join from a bundle written by `weftctl vm bundle` (sets identity, CA address, namespace, group; other flags still apply)")
 	_ = fs.Parse(os.Args[1:])
 
 	fail := func(err error) {
@@ -85,6 +88,16 @@ func main() {
 		fail(fmt.Errorf("--http-proxy-port %d out of range", proxyPort))
 	}
 	cfg.HTTPProxyPort = uint16(proxyPort)
+	if bundleDir != "" {
+		b, err := vmbundle.Read(bundleDir)
+		if err != nil {
+			fail(err)
+		}
+		if err := agent.ApplyBundle(&cfg, &id, b); err != nil {
+			fail(err)
+		}
+		rootCert = "" // the bundle's roots are in id
+	}
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)
 		if err != nil {
@@ -104,7 +117,7 @@ func main() {
 			id.CAAddr = agent.DefaultCAAddr(cfg.XDSAddr)
 		}
 		cfg.Identity = &id
-	} else if id.Token != "" || id.CAAddr != "" {
+	} else if cfg.Identity == nil && (id.Token != "" || id.CAAddr != "") {
 		fail(fmt.Errorf("--token/--ca-addr need --root-cert (the trust bundle that verifies weftd)"))
 	}
 

@@ -19,12 +19,14 @@ import (
 func newVMCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "vm", Short: "Hosts (VMs, bare metal) joining the mesh"}
 	var namespace, group, out, caAddr, address, network, ttl, installDir string
+	var singleUse bool
 	bundle := &cobra.Command{
 		Use:   "bundle --namespace NS --workload-group NAME -o DIR",
 		Short: "Write everything a host needs to join through a WorkloadGroup",
-		Long: "bundle checks the WorkloadGroup exists, mints a bootstrap token bound to it (single use,\n" +
-			"--ttl), and writes weftd's address, the trust bundle, mesh settings, an env file and a\n" +
-			"systemd unit into DIR. Copy DIR to the host; the token in it is a secret.",
+		Long: "bundle checks the WorkloadGroup exists, mints a bootstrap token bound to it (valid for\n" +
+			"--ttl; reusable so the host's proxy can restart within that time, or --single-use), and\n" +
+			"writes weftd's address, the trust bundle, mesh settings, an env file and a systemd unit\n" +
+			"into DIR. Copy DIR to the host and start `weft-proxy --bundle DIR`; the token is a secret.",
 		Example: `  weftctl vm bundle -n shop --workload-group cart -o ./cart-bundle
   weftctl vm bundle -n shop --workload-group cart -o ./b --address 203.0.113.7 --ca-addr weftd.example.com:15012`,
 		Args: cobra.NoArgs,
@@ -78,12 +80,16 @@ func newVMCmd(g *globals) *cobra.Command {
 			if sa == "" {
 				sa = "default"
 			}
-			req, _ := json.Marshal(ca.TokenRequest{Namespace: namespace, ServiceAccount: sa, WorkloadGroup: group, TTL: ttl, SingleUse: true})
+			req, _ := json.Marshal(ca.TokenRequest{Namespace: namespace, ServiceAccount: sa, WorkloadGroup: group, TTL: ttl, SingleUse: singleUse})
 			var tok ca.TokenResponse
 			if err := c.Raw(ctx, http.MethodPost, api.PathTokens, bytes.NewReader(req), &tok); err != nil {
 				return err
 			}
-			step("single-use token %s for %s, valid until %s", tok.ID, tok.Identity, tok.Expires.Format("2006-01-02 15:04 MST"))
+			kind := "token"
+			if singleUse {
+				kind = "single-use token"
+			}
+			step("%s %s for %s, valid until %s", kind, tok.ID, tok.Identity, tok.Expires.Format("2006-01-02 15:04 MST"))
 
 			// weftd's certificate names its host names and addresses; verify against what the host dials.
 			serverName, _, _ := net.SplitHostPort(caAddr)
@@ -108,6 +114,7 @@ func newVMCmd(g *globals) *cobra.Command {
 	f.StringVar(&address, "address", "", "address the host advertises (NAT, several NICs); default: its interface IP")
 	f.StringVar(&network, "network", "", "the host's network (multi-network meshes)")
 	f.StringVar(&ttl, "ttl", "24h", "how long the bundle's token can be used to join")
+	f.BoolVar(&singleUse, "single-use", false, "the token gets exactly one certificate (a restarted proxy then needs a new bundle)")
 	f.StringVar(&installDir, "install-dir", vmbundle.DefaultPath, "where the bundle will live on the host")
 	cmd.AddCommand(bundle)
 	return cmd

@@ -38,7 +38,7 @@ func TestVMBundle(t *testing.T) {
 		t.Fatalf("bundle for a missing group: want a clear refusal, got %d\n%s", code, errOut)
 	}
 	code, out, errOut := weftctl(t, wd, "", "vm", "bundle", "-n", "shop", "--workload-group", "cart", "-o", dir, "--ttl", "10m")
-	if code != 0 || !strings.Contains(errOut, "single-use token") {
+	if code != 0 || !strings.Contains(errOut, "token") || !strings.Contains(errOut, "spiffe://cluster.local/ns/shop/sa/cart-sa") {
 		t.Fatalf("vm bundle: %d\n%s%s", code, out, errOut)
 	}
 	b, err := vmbundle.Read(dir)

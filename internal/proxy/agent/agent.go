@@ -45,6 +45,11 @@ type Config struct {
 	// IP is the workload IP advertised in INSTANCE_IPS.
 	IP           string
 	WorkloadName string
+	// AutoRegisterGroup asks weftd to register this host as a WorkloadEntry
+	// of that WorkloadGroup (node metadata AUTO_REGISTER_GROUP, as Istio's agent).
+	AutoRegisterGroup string
+	// Network is the host's network (node metadata NETWORK).
+	Network string
 
 	Mode listener.Mode
 	// BindAddr is the address every listener binds [127.0.0.1 explicit,

@@ -10,7 +10,7 @@ import (
 
 // Node builds the xDS node with Istio's agent conventions: id
 // "sidecar~IP~NAME.NS~NS.svc.cluster.local" and metadata NAMESPACE,
-// SERVICE_ACCOUNT, LABELS, INSTANCE_IPS, WORKLOAD_NAME.
+// SERVICE_ACCOUNT, LABELS, INSTANCE_IPS, WORKLOAD_NAME, AUTO_REGISTER_GROUP, NETWORK.
 func Node(cfg Config) *corev3.Node {
 	ns := cfg.Namespace
 	if ns == "" {
@@ -33,6 +33,12 @@ func Node(cfg Config) *corev3.Node {
 	}
 	if cfg.IP != "" {
 		fields["INSTANCE_IPS"] = structpb.NewStringValue(cfg.IP)
+	}
+	if cfg.AutoRegisterGroup != "" {
+		fields["AUTO_REGISTER_GROUP"] = structpb.NewStringValue(cfg.AutoRegisterGroup)
+	}
+	if cfg.Network != "" {
+		fields["NETWORK"] = structpb.NewStringValue(cfg.Network)
 	}
 	if len(cfg.Labels) > 0 {
 		lf := make(map[string]*structpb.Value, len(cfg.Labels))
