@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -21,16 +22,17 @@ import (
 
 func main() {
 	var (
-		cfg       agent.Config
-		labels    string
-		mode      string
-		bind      string
-		proxyPort uint
-		logLevel  string
-		id        agent.Identity
-		rootCert  string
-		tokenFile string
-		bundleDir string
+		cfg        agent.Config
+		labels     string
+		mode       string
+		bind       string
+		proxyPort  uint
+		logLevel   string
+		id         agent.Identity
+		rootCert   string
+		tokenFile  string
+		bundleDir  string
+		healthPort uint
 	)
 	fs := flag.NewFlagSet("weft-proxy", flag.ExitOnError)
 	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:15010", "weftd's plaintext xDS address (used without --root-cert)")
@@ -54,6 +56,7 @@ func main() {
 	fs.UintVar(&proxyPort, "http-proxy-port", 15080, "explicit-mode HTTP proxy port")
 	fs.DurationVar(&cfg.DrainTime, "drain-time", 5_000_000_000, "how long in-flight requests may take at shutdown")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.UintVar(&healthPort, "health-port", 15021, "serve the proxy's readiness at <bind>:PORT/healthz/ready (0: off)")
 	fs.StringVar(&bundleDir, "bundle", "", "join from a bundle written by `weftctl vm bundle` (sets identity, CA address, namespace, group; other flags still apply)")
 	_ = fs.Parse(os.Args[1:])
 
@@ -88,6 +91,19 @@ func main() {
 		fail(fmt.Errorf("--http-proxy-port %d out of range", proxyPort))
 	}
 	cfg.HTTPProxyPort = uint16(proxyPort)
+	if healthPort > 65535 {
+		fail(fmt.Errorf("--health-port %d out of range", healthPort))
+	}
+	if healthPort != 0 {
+		host := bind
+		if host == "" {
+			host = "127.0.0.1"
+			if mode == "transparent" {
+				host = "0.0.0.0"
+			}
+		}
+		cfg.HealthAddr = net.JoinHostPort(host, fmt.Sprint(healthPort))
+	}
 	if bundleDir != "" {
 		b, err := vmbundle.Read(bundleDir)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
 	networkingv1 "istio.io/api/networking/v1"
 
 	"github.com/weftmesh/weft/internal/api"
@@ -51,9 +52,15 @@ func newVMCmd(g *globals) *cobra.Command {
 			}
 			objs, _ := config.Decode([]byte(list.Objects[0].YAML), config.Origin{})
 			sa := ""
+			var probe []byte
 			if len(objs) == 1 {
 				if wg, ok := objs[0].Spec.(*networkingv1.WorkloadGroup); ok {
 					sa = wg.GetTemplate().GetServiceAccount()
+					if wg.GetProbe() != nil {
+						if probe, err = protojson.Marshal(wg.GetProbe()); err != nil {
+							return fmt.Errorf("encode the group's probe: %w", err)
+						}
+					}
 				}
 			}
 			step("WorkloadGroup %s/%s found (service account %q)", namespace, group, orDash(sa))
@@ -97,7 +104,7 @@ func newVMCmd(g *globals) *cobra.Command {
 				CAAddr: caAddr, ServerName: serverName, TrustDomain: v.TrustDomain, DomainSuffix: v.DomainSuffix,
 				Namespace: namespace, WorkloadGroup: group, ServiceAccount: sa, Address: address, Network: network,
 				TokenExpires: tok.Expires,
-			}, Root: roots.Bytes(), Token: tok.Token}
+			}, Root: roots.Bytes(), Token: tok.Token, Probe: probe}
 			if err := vmbundle.Write(out, installDir, b); err != nil {
 				return err
 			}

@@ -27,6 +27,7 @@ const (
 	EnvFile     = "weft-proxy.env"
 	UnitFile    = "weft-proxy.service"
 	ReadmeFile  = "README.txt"
+	ProbeFile   = "probe.json"
 	DefaultPath = "/etc/weft"
 )
 
@@ -54,6 +55,9 @@ type Bundle struct {
 	Mesh  Mesh
 	Root  []byte // PEM, one or more certificates (the trust bundle)
 	Token string
+	// Probe is the WorkloadGroup's readiness probe as Istio JSON (protojson
+	// of networking.istio.io ReadinessProbe); nil when the group has none.
+	Probe []byte
 }
 
 // Validate reports what makes the bundle unusable, all at once.
@@ -145,6 +149,13 @@ func Write(dir, installDir string, b *Bundle) error {
 		{UnitFile, []byte(unit.String()), 0o644},
 		{ReadmeFile, []byte(readme.String()), 0o644},
 	}
+	if len(b.Probe) > 0 {
+		files = append(files, struct {
+			name string
+			data []byte
+			mode os.FileMode
+		}{ProbeFile, append(append([]byte(nil), b.Probe...), '\n'), 0o644})
+	}
 	for _, f := range files {
 		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return fmt.Errorf("vmbundle: write %s: %w", f.name, err)
@@ -173,6 +184,11 @@ func Read(dir string) (*Bundle, error) {
 		return nil, fmt.Errorf("vmbundle: %w", err)
 	}
 	b.Token = strings.TrimSpace(string(tok))
+	if p, err := os.ReadFile(filepath.Join(dir, ProbeFile)); err == nil {
+		b.Probe = p
+	} else if !os.IsNotExist(err) {
+		return nil, fmt.Errorf("vmbundle: %w", err)
+	}
 	if err := b.Validate(); err != nil {
 		return nil, fmt.Errorf("vmbundle: %s: %w", dir, err)
 	}

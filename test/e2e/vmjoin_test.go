@@ -2,11 +2,16 @@ package e2e
 
 import (
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy/agent"
 	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/internal/vmbundle"
@@ -26,6 +31,7 @@ kind: WorkloadGroup
 metadata: {name: cart, namespace: shop}
 spec:
   template: {serviceAccount: cart-sa, labels: {app: cart}, ports: {http: 8080}}
+  probe: {periodSeconds: 1, failureThreshold: 1, successThreshold: 1, httpGet: {path: /ready, port: %d}}
 `
 
 // TestVMJoinsWithBundle: a host joins in one step from `weftctl vm bundle`:
@@ -33,8 +39,19 @@ spec:
 // weftd registers it from the WorkloadGroup, and removes it after the grace
 // period once the proxy is gone.
 func TestVMJoinsWithBundle(t *testing.T) {
+	// The host's app: its readiness endpoint is what the group's probe checks.
+	var failing atomic.Bool
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "warming caches", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}))
+	defer app.Close()
+	appPort := app.Listener.Addr().(*net.TCPAddr).Port
 	wd := testenv.StartWeftd(t, testenv.WeftdOptions{
-		ConfigFiles:           map[string]string{"cart.yaml": cartService},
+		ConfigFiles:           map[string]string{"cart.yaml": fmt.Sprintf(cartService, appPort)},
 		AutoregistrationGrace: 500 * time.Millisecond,
 	})
 	dir := filepath.Join(t.TempDir(), "bundle")
@@ -50,6 +67,7 @@ func TestVMJoinsWithBundle(t *testing.T) {
 		cfg.IP = ""
 		cfg.Labels = nil
 		cfg.WorkloadName = "cart-vm-1"
+		cfg.HealthAddr = "127.0.0.1:0"
 		if err := agent.ApplyBundle(cfg, &id, b); err != nil {
 			t.Fatal(err)
 		}
@@ -65,6 +83,31 @@ func TestVMJoinsWithBundle(t *testing.T) {
 	if eps := wd.Model().Endpoints("cart.shop.svc.cluster.local"); len(eps) != 1 || eps[0].Address != "127.0.0.77" || eps[0].ServiceAccount != "cart-sa" {
 		t.Fatalf("cart endpoints: %+v", eps)
 	}
+	// The proxy's own readiness (Istio's 15021).
+	if code, body := httpGet(t, "http://"+p.HealthAddr()+"/healthz/ready"); code != 200 {
+		t.Fatalf("/healthz/ready: %d %s", code, body)
+	}
+	// The group's probe runs on the host; its results decide the endpoint's health.
+	endpointHealth := func(want model.Health, wantText string) {
+		t.Helper()
+		testenv.Eventually(t, 10*time.Second, func() error {
+			eps := wd.Model().Endpoints("cart.shop.svc.cluster.local")
+			if len(eps) != 1 || eps[0].Health != want {
+				return fmt.Errorf("endpoint health %+v, want %v", eps, want)
+			}
+			_, out, _ := weftctl(t, wd, "", "get", "workloadentry", "-n", "shop")
+			unhealthy := strings.Contains(out, "unhealthy: ")
+			if !strings.Contains(out, "healthy") || unhealthy != (want == model.Unhealthy) {
+				return fmt.Errorf("weftctl does not show the host %s:\n%s", wantText, out)
+			}
+			return nil
+		})
+	}
+	endpointHealth(model.Healthy, "healthy")
+	failing.Store(true)
+	endpointHealth(model.Unhealthy, "unhealthy with the probe error")
+	failing.Store(false)
+	endpointHealth(model.Healthy, "healthy again")
 	if err := p.stop(t); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/ca/caclient"
 	"github.com/weftmesh/weft/internal/proxy/admin"
+	"github.com/weftmesh/weft/internal/proxy/health"
 	"github.com/weftmesh/weft/internal/proxy/listener"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
@@ -67,6 +70,12 @@ type Config struct {
 	// virtualInbound on BindAddr (the workload's address; the application
 	// listens on 127.0.0.1), so callers reach it without iptables.
 	ExplicitInbound bool
+	// HealthAddr serves the proxy's readiness at /healthz/ready (Istio's
+	// 15021); empty: off.
+	HealthAddr string
+	// Probe is the workload's readiness probe (a WorkloadGroup's probe): its
+	// results are reported to weftd, which marks the host's endpoint. Nil: none.
+	Probe *health.Probe
 	// DrainTime bounds how long in-flight requests may take at shutdown [5s].
 	DrainTime time.Duration
 
@@ -95,6 +104,9 @@ type Agent struct {
 	cdsOK   atomic.Bool
 	quit    chan struct{}
 	quitOne sync.Once
+
+	healthSrv *http.Server
+	healthLn  net.Listener
 }
 
 // New validates cfg and binds the static listeners (explicit HTTP proxy,
@@ -178,8 +190,15 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := a.listenHealth(); err != nil {
+		a.admin.Shutdown(context.Background())
+		return nil, err
+	}
 	if err := a.mgr.Start(); err != nil {
 		a.admin.Shutdown(context.Background())
+		if a.healthLn != nil {
+			a.healthLn.Close()
+		}
 		return nil, err
 	}
 	a.log.Info("weft-proxy starting", "node", node.GetId(), "mode", cfg.Mode.String(), "xds", xdsAddr, "identity", cfg.Identity != nil,
@@ -309,6 +328,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	adone := make(chan error, 1)
 	go func() { adone <- a.admin.Serve() }()
+	a.runHealth(xctx)
 
 	var runErr error
 	select {

@@ -157,6 +157,10 @@ type Client struct {
 
 	mu     sync.Mutex
 	status Status
+	// health is the latest workload health report (nil: none); healthCh
+	// wakes the stream loop to send it.
+	health   *healthReport
+	healthCh chan struct{}
 }
 
 type entry struct {
@@ -198,7 +202,7 @@ func New(cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Client{cfg: cfg, log: log.With("component", "xdsclient", "server", cfg.ServerAddr), types: map[string]*typeState{}}
+	c := &Client{cfg: cfg, log: log.With("component", "xdsclient", "server", cfg.ServerAddr), types: map[string]*typeState{}, healthCh: make(chan struct{}, 1)}
 	for _, t := range typeOrder {
 		c.types[t] = &typeState{url: t, resources: map[string]entry{}, wildcard: t == ClusterType || t == ListenerType}
 		if !c.types[t].wildcard {
@@ -311,6 +315,11 @@ func (c *Client) runStream(ctx context.Context, cc *grpc.ClientConn) (progressed
 			}
 		}
 	}
+	if h := c.currentHealth(); h != nil {
+		if err := s.health(h); err != nil {
+			return false, err
+		}
+	}
 	recv := make(chan response, 1)
 	errc := make(chan error, 1)
 	go func() {
@@ -339,6 +348,12 @@ func (c *Client) runStream(ctx context.Context, cc *grpc.ClientConn) (progressed
 			if !c.types[ListenerType].requested {
 				c.log.Warn("cluster warming timed out; subscribing to listeners")
 				if err := c.subscribe(s, ListenerType); err != nil {
+					return progressed, err
+				}
+			}
+		case <-c.healthCh:
+			if h := c.currentHealth(); h != nil {
+				if err := s.health(h); err != nil {
 					return progressed, err
 				}
 			}
@@ -377,6 +392,8 @@ type stream interface {
 	request(t *typeState) error
 	// ack acknowledges (errDetail == "") or rejects a response.
 	ack(t *typeState, r response, errDetail string) error
+	// health sends a workload health report.
+	health(h *healthReport) error
 }
 
 func (c *Client) subscribe(s stream, url string) error {
