@@ -56,6 +56,7 @@ func main() {
 	fs.UintVar(&proxyPort, "http-proxy-port", 15080, "explicit-mode HTTP proxy port")
 	fs.DurationVar(&cfg.DrainTime, "drain-time", 5_000_000_000, "how long in-flight requests may take at shutdown")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.DNSAddr, "dns-addr", "", "DNS proxy address, UDP and TCP: mesh hosts answered from config, the rest forwarded to /etc/resolv.conf's resolvers [127.0.0.1:15053 in transparent mode (iptables send port 53 there), off in explicit mode; \"off\" disables]")
 	fs.UintVar(&healthPort, "health-port", 15021, "serve the proxy's readiness at <bind>:PORT/healthz/ready (0: off)")
 	fs.StringVar(&bundleDir, "bundle", "", "join from a bundle written by `weftctl vm bundle` (sets identity, CA address, namespace, group; other flags still apply)")
 	_ = fs.Parse(os.Args[1:])
@@ -91,6 +92,12 @@ func main() {
 		fail(fmt.Errorf("--http-proxy-port %d out of range", proxyPort))
 	}
 	cfg.HTTPProxyPort = uint16(proxyPort)
+	switch {
+	case cfg.DNSAddr == "off":
+		cfg.DNSAddr = ""
+	case cfg.DNSAddr == "" && mode == "transparent":
+		cfg.DNSAddr = "127.0.0.1:15053"
+	}
 	if healthPort > 65535 {
 		fail(fmt.Errorf("--health-port %d out of range", healthPort))
 	}

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/weftmesh/weft/internal/ca/caclient"
+	"github.com/weftmesh/weft/internal/dnsproxy"
 	"github.com/weftmesh/weft/internal/proxy/admin"
 	"github.com/weftmesh/weft/internal/proxy/health"
 	"github.com/weftmesh/weft/internal/proxy/listener"
@@ -70,6 +71,14 @@ type Config struct {
 	// virtualInbound on BindAddr (the workload's address; the application
 	// listens on 127.0.0.1), so callers reach it without iptables.
 	ExplicitInbound bool
+	// DNSAddr runs the DNS proxy (UDP and TCP) on this address, answering
+	// mesh hosts from the proxy's config and forwarding the rest to
+	// DNSResolvConf's resolvers (Istio's 127.0.0.1:15053); empty: off.
+	DNSAddr string
+	// DNSResolvConf is the resolv.conf with upstream resolvers [/etc/resolv.conf].
+	DNSResolvConf string
+	// DomainSuffix completes short names in DNS ["cluster.local"].
+	DomainSuffix string
 	// HealthAddr serves the proxy's readiness at /healthz/ready (Istio's
 	// 15021); empty: off.
 	HealthAddr string
@@ -107,6 +116,9 @@ type Agent struct {
 
 	healthSrv *http.Server
 	healthLn  net.Listener
+
+	dns      *dnsproxy.Server
+	dnsTable dnsTable
 }
 
 // New validates cfg and binds the static listeners (explicit HTTP proxy,
@@ -134,6 +146,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.DrainTime <= 0 {
 		cfg.DrainTime = 5 * time.Second
+	}
+	if cfg.DomainSuffix == "" {
+		cfg.DomainSuffix = "cluster.local"
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), quit: make(chan struct{})}
 	a.holder = runtime.NewHolder(nil)
@@ -190,6 +205,11 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.DNSAddr != "" {
+		if a.dns, err = dnsproxy.New(dnsproxy.Config{Addr: cfg.DNSAddr, ResolvConf: cfg.DNSResolvConf, Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("agent: DNS proxy: %w", err)
+		}
+	}
 	if err := a.listenHealth(); err != nil {
 		a.admin.Shutdown(context.Background())
 		return nil, err
@@ -237,6 +257,7 @@ func (a *Agent) apply(u xdsclient.Update) error {
 		return err
 	}
 	a.holder.Store(s)
+	a.refreshDNS(u)
 	if err := a.mgr.Update(s); err != nil {
 		// The config is valid; a socket that cannot be bound is a local
 		// problem, logged rather than NACKed (Envoy does the same).
@@ -301,6 +322,9 @@ func (a *Agent) ready() (bool, string) {
 func (a *Agent) Run(ctx context.Context) error {
 	xctx, xcancel := context.WithCancel(context.Background())
 	defer xcancel()
+	if err := a.startDNS(xctx); err != nil {
+		return fmt.Errorf("agent: DNS proxy: %w", err)
+	}
 	xdone := make(chan error, 1)
 	rdone := make(chan struct{})
 	if a.rotator != nil {
