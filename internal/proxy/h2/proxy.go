@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/internal/proxy/h1"
@@ -40,6 +41,7 @@ type stream struct {
 
 	ctx         context.Context // ends at Timeout, client reset or handler return
 	wroteHeader bool
+	bytesIn     atomic.Int64 // written by the upstream transport's goroutine
 }
 
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, remote net.Addr) {
@@ -88,6 +90,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, remote net.
 
 func (st *stream) finish(start time.Time) {
 	st.sum.Duration = time.Since(start)
+	st.sum.BytesIn = st.bytesIn.Load()
 	if st.d.Done != nil {
 		st.d.Done(st.sum.Status, st.sum.Err)
 	}
@@ -99,7 +102,13 @@ func (st *stream) finish(start time.Time) {
 // proxy forwards the stream, retrying while that is safe.
 func (st *stream) proxy() {
 	r, d := st.r, &st.d
-	body := &countingBody{rc: r.Body, n: &st.sum.BytesIn}
+	body := &countingBody{rc: r.Body, n: &st.bytesIn}
+	// x/net's transport does not watch the request context while it is
+	// blocked reading the request body (a quiet gRPC client stream), so a
+	// timeout would go unnoticed; closing the body unblocks it and resets
+	// the upstream stream.
+	stop := context.AfterFunc(st.ctx, func() { _ = r.Body.Close() })
+	defer stop()
 	// Without a body the request can be replayed at will; with one, only
 	// while the transport has not read from it (connect failures).
 	bodiless := r.Body == nil || r.Body == http.NoBody || (r.ContentLength == 0 && !st.req.grpc)
@@ -120,7 +129,7 @@ func (st *stream) proxy() {
 			}
 		}
 		if err != nil {
-			replayable := bodiless || (errors.Is(err, h1.ErrConnectFailure) && body.n != nil && *body.n == 0 && !body.read)
+			replayable := bodiless || (errors.Is(err, h1.ErrConnectFailure) && !body.read.Load())
 			if d.Retry != nil && replayable && st.ctx.Err() == nil {
 				if up, backoff, ok := d.Retry.Retry(attempt, 0, err); ok {
 					upstream = up
@@ -222,10 +231,10 @@ func (st *stream) outRequest(upstream string, body *countingBody, bodiless bool)
 		Header:        h,
 		Host:          host,
 		ContentLength: r.ContentLength,
-		Trailer:       r.Trailer,
 	}
 	if !bodiless {
 		out.Body = body
+		out.Trailer = r.Trailer
 	} else {
 		out.ContentLength = 0
 	}
@@ -424,14 +433,14 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 // countingBody counts request body bytes as the transport reads them.
 type countingBody struct {
 	rc   io.ReadCloser
-	n    *int64
-	read bool
+	n    *atomic.Int64
+	read atomic.Bool
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
-	b.read = true
+	b.read.Store(true)
 	n, err := b.rc.Read(p)
-	*b.n += int64(n)
+	b.n.Add(int64(n))
 	return n, err
 }
 
