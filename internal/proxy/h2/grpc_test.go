@@ -180,7 +180,7 @@ func TestGRPCStatusPassthrough(t *testing.T) {
 
 type observerFunc func(*Request, h1.Summary)
 
-func (observerFunc) RequestStart(*Request)                  {}
+func (observerFunc) RequestStart(*Request)                 {}
 func (f observerFunc) RequestEnd(r *Request, s h1.Summary) { f(r, s) }
 
 func TestGRPCDeadlineExceeded(t *testing.T) {
