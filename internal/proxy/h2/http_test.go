@@ -2,8 +2,8 @@ package h2
 
 import (
 	"io"
-	"net/http"
 	"net"
+	"net/http"
 	"runtime"
 	"strconv"
 	"strings"
