@@ -82,6 +82,21 @@ func TestHTTPUpstreamFailures(t *testing.T) {
 		t.Fatalf("down = %d %v", resp.StatusCode, resp.Header)
 	}
 
+	// An HTTP/1.1-only upstream (no translation yet) fails cleanly.
+	h1ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1srv := &http.Server{Handler: http.NotFoundHandler()}
+	go h1srv.Serve(h1ln)
+	defer h1srv.Close()
+	addr, _ = startProxy(t, Config{Router: static(h1.Decision{Upstream: h1ln.Addr().String()})})
+	cc = h2cConn(t, addr)
+	resp = do(t, cc, "GET", "http://"+addr+"/", nil)
+	if resp.StatusCode != 502 || resp.Header.Get("X-Weft-Reason") != reasonReset {
+		t.Fatalf("h1 upstream = %d %v", resp.StatusCode, resp.Header)
+	}
+
 	slow, _ := startH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():

@@ -39,9 +39,8 @@ type stream struct {
 	d   h1.Decision
 	sum h1.Summary
 
-	ctx         context.Context // ends at Timeout, client reset or handler return
-	wroteHeader bool
-	bytesIn     atomic.Int64 // written by the upstream transport's goroutine
+	ctx     context.Context // ends at Timeout, client reset or handler return
+	bytesIn atomic.Int64    // written by the upstream transport's goroutine
 }
 
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, remote net.Addr) {
@@ -267,7 +266,6 @@ func (st *stream) relay(resp *http.Response) {
 	}
 	st.sum.Status = resp.StatusCode
 	w.WriteHeader(resp.StatusCode)
-	st.wroteHeader = true
 	rc := http.NewResponseController(w)
 	if !holdHead {
 		if err := rc.Flush(); err != nil {
