@@ -1,6 +1,9 @@
 package h2
 
-import "net/http"
+import (
+	"net/http"
+	"time"
+)
 
 // gRPC status codes the engine emits (google.golang.org/grpc/codes values;
 // the package is not imported to keep weft-proxy's dependencies small).
@@ -59,4 +62,41 @@ func grpcEncodeMessage(s string) string {
 		b = append(b, c)
 	}
 	return string(b)
+}
+
+// parseGRPCTimeout parses a grpc-timeout header value: at most 8 digits
+// and a unit (H, M, S, m, u, n).
+func parseGRPCTimeout(v string) (time.Duration, bool) {
+	if len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v)-1; i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, false
+	}
+	if n > int64((1<<63-1)/unit) {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
 }

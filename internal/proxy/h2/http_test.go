@@ -342,6 +342,22 @@ func TestIsPreface(t *testing.T) {
 	}
 }
 
+func TestParseGRPCTimeout(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"100m": 100 * time.Millisecond, "1S": time.Second, "2H": 2 * time.Hour,
+		"99999999n": 99999999, "5u": 5 * time.Microsecond, "3M": 3 * time.Minute,
+		"": -1, "m": -1, "10x": -1, "123456789S": -1, "-1S": -1,
+	} {
+		got, ok := parseGRPCTimeout(in)
+		if !ok {
+			got = -1
+		}
+		if got != want {
+			t.Errorf("parseGRPCTimeout(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
 func TestGRPCEncodeMessage(t *testing.T) {
 	for in, want := range map[string]string{
 		"plain text": "plain text",

@@ -39,8 +39,9 @@ type stream struct {
 	d   h1.Decision
 	sum h1.Summary
 
-	ctx     context.Context // ends at Timeout, client reset or handler return
-	bytesIn atomic.Int64    // written by the upstream transport's goroutine
+	ctx      context.Context // ends at Timeout, client reset or handler return
+	bytesIn  atomic.Int64    // written by the upstream transport's goroutine
+	deadline time.Time       // zero: none
 }
 
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, remote net.Addr) {
@@ -66,6 +67,17 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, remote net.
 	timeout := st.d.Timeout
 	if timeout == 0 {
 		timeout = s.cfg.RequestTimeout
+	}
+	// Istio routes carry max_grpc_timeout 0: the client's grpc-timeout
+	// bounds the stream too. Enforcing it here also answers
+	// DEADLINE_EXCEEDED when the upstream resets at that deadline.
+	if st.req.grpc {
+		if gt, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout")); ok && (timeout == 0 || gt < timeout) {
+			timeout = gt
+		}
+	}
+	if timeout > 0 {
+		st.deadline = start.Add(timeout)
 	}
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
@@ -336,6 +348,10 @@ func (st *stream) midStreamFailure(err error) {
 func (st *stream) failed(err error) {
 	cause := context.Cause(st.ctx)
 	status, reason := http.StatusBadGateway, reasonReset
+	if cause == nil && !st.deadline.IsZero() && !time.Now().Before(st.deadline) {
+		// The upstream gave up at the same deadline (grpc-timeout) first.
+		cause = errTimeout
+	}
 	switch {
 	case cause == errTimeout:
 		status, reason, err = http.StatusGatewayTimeout, reasonTimeout, errTimeout
