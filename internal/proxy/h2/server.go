@@ -1,0 +1,179 @@
+package h2
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// Config configures a Server. Router is required.
+type Config struct {
+	// Router decides each stream's fate.
+	Router Router
+	// Observer, if set, sees every stream start and end.
+	Observer Observer
+	// Pool carries upstream streams; nil makes a private pool with
+	// default PoolConfig (closed by Close).
+	Pool *Pool
+	// RequestTimeout bounds a whole stream when Decision.Timeout is zero.
+	// Zero means no bound: gRPC streams are often long-lived, and Istio's
+	// default route timeout is "none" as well.
+	RequestTimeout time.Duration
+	// MaxConcurrentStreams is advertised to clients per connection
+	// (default 250, x/net's default).
+	MaxConcurrentStreams uint32
+	// IdleTimeout closes client connections without streams for longer
+	// (default 5m).
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request header block (default 1 MiB,
+	// net/http's default).
+	MaxHeaderBytes int
+	// Logger receives connection-level errors at debug level (default
+	// slog.Default()).
+	Logger *slog.Logger
+}
+
+// Server serves HTTP/2 connections handed over by a listener.
+type Server struct {
+	cfg     Config
+	h2      *http2.Server
+	base    *http.Server
+	ownPool bool
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewServer returns a Server for cfg.
+func NewServer(cfg Config) *Server {
+	if cfg.Router == nil {
+		panic("h2: Config.Router is nil")
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, conns: map[net.Conn]struct{}{}}
+	if s.cfg.Pool == nil {
+		s.cfg.Pool = NewPool(PoolConfig{})
+		s.ownPool = true
+	}
+	log := cfg.Logger.With("component", "h2")
+	s.cfg.Logger = log
+	s.h2 = &http2.Server{
+		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+		IdleTimeout:          cfg.IdleTimeout,
+	}
+	s.base = &http.Server{
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	// Registers the x/net server with base so base.Shutdown sends GOAWAY
+	// to the connections ServeConn serves.
+	if err := http2.ConfigureServer(s.base, s.h2); err != nil {
+		panic("h2: " + err.Error()) // only fails on a bad TLSConfig, which we do not set
+	}
+	return s
+}
+
+// ServeConn serves one connection until it ends: either h2c with prior
+// knowledge (the conn must replay the preface if the listener sniffed it,
+// see WithPrefix) or a TLS conn that negotiated ALPN "h2". It closes c.
+func (s *Server) ServeConn(c net.Conn) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		_ = c.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	remote := c.RemoteAddr()
+	s.h2.ServeConn(c, &http2.ServeConnOpts{
+		Context:    context.Background(),
+		BaseConfig: s.base,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.serveStream(w, r, remote)
+		}),
+	})
+}
+
+// Shutdown sends GOAWAY on every connection and waits for their streams to
+// finish or ctx to end, then closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	_ = s.base.Shutdown(ctx) // runs the GOAWAY hook; it tracks no conns of its own
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	_ = s.Close()
+	return err
+}
+
+// Close closes every connection immediately (and the private pool).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	if s.ownPool {
+		_ = s.cfg.Pool.Close()
+	}
+	return nil
+}
+
+// WithPrefix returns a conn that first yields prefix (bytes a listener
+// already read while sniffing, e.g. the preface) and then reads from c.
+func WithPrefix(c net.Conn, prefix []byte) net.Conn {
+	if len(prefix) == 0 {
+		return c
+	}
+	return &prefixConn{Conn: c, prefix: prefix}
+}
+
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// NetConn exposes the wrapped conn (so x/net still sees a *tls.Conn's
+// ConnectionState through the usual unwrapping when needed).
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
+
+var errClientGone = errors.New("h2: client went away")
