@@ -24,6 +24,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/proxy/capture"
 	"github.com/weftmesh/weft/internal/proxy/h1"
+	"github.com/weftmesh/weft/internal/proxy/h2"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
@@ -83,6 +84,8 @@ type Manager struct {
 	mu       sync.Mutex
 	bound    map[string]*bound
 	servers  map[string]*h1.Server
+	h2s      map[string]*h2.Server // same keys and routers as servers
+	h2pool   *h2.Pool
 	tcpConns map[net.Conn]struct{}
 	closed   bool
 	draining atomic.Bool
@@ -110,6 +113,8 @@ func New(cfg Config) *Manager {
 		origDst:  capture.OriginalDst,
 		bound:    map[string]*bound{},
 		servers:  map[string]*h1.Server{},
+		h2s:      map[string]*h2.Server{},
+		h2pool:   h2.NewPool(h2.PoolConfig{}),
 		tcpConns: map[net.Conn]struct{}{},
 	}
 }
@@ -258,6 +263,7 @@ func (m *Manager) server(key string, rep telemetry.Reporter, src func() router.T
 		return nil
 	}
 	m.servers[key] = s
+	m.h2s[key] = h2.NewServer(h2.Config{Router: rt.H2(), Observer: rt.H2(), Pool: m.h2pool, Logger: m.cfg.Logger})
 	return s
 }
 
@@ -265,6 +271,13 @@ func (m *Manager) serveHTTP(c net.Conn, key string, rep telemetry.Reporter, src 
 	s := m.server(key, rep, src)
 	if s == nil {
 		c.Close()
+		return
+	}
+	if key != ExplicitListenerName && isH2c(c) {
+		m.mu.Lock()
+		hs := m.h2s[key]
+		m.mu.Unlock()
+		hs.ServeConn(c)
 		return
 	}
 	s.ServeConn(c)
@@ -363,7 +376,16 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	for _, s := range m.servers {
 		servers = append(servers, s)
 	}
+	h2s := make([]*h2.Server, 0, len(m.h2s))
+	for _, s := range m.h2s {
+		h2s = append(h2s, s)
+	}
 	m.mu.Unlock()
+	for _, s := range h2s {
+		if err := s.Shutdown(ctx); err != nil {
+			s.Close()
+		}
+	}
 	var errs []error
 	var wg sync.WaitGroup
 	var emu sync.Mutex

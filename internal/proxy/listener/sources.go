@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strconv"
 
-	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
@@ -28,7 +27,7 @@ var port80 = []byte("80")
 // would make the proxy connect to itself in a loop.
 type hostPortSource struct{ self string }
 
-func (hostPortSource) Table(s *runtime.Snapshot, req *h1.Request) *runtime.RouteTable {
+func (hostPortSource) Table(s *runtime.Snapshot, req router.Request) *runtime.RouteTable {
 	_, port := splitHostPort(req.Host())
 	if port == nil {
 		port = port80
@@ -36,7 +35,7 @@ func (hostPortSource) Table(s *runtime.Snapshot, req *h1.Request) *runtime.Route
 	return s.RouteTable(string(port)) // no allocation: map index by string(bytes)
 }
 
-func (h hostPortSource) Passthrough(req *h1.Request) string {
+func (h hostPortSource) Passthrough(req router.Request) string {
 	a := withPort(req.Host(), "80")
 	if a == h.self {
 		return ""
@@ -71,11 +70,11 @@ type rdsSource struct {
 	port string
 }
 
-func (r rdsSource) Table(s *runtime.Snapshot, _ *h1.Request) *runtime.RouteTable {
+func (r rdsSource) Table(s *runtime.Snapshot, _ router.Request) *runtime.RouteTable {
 	return s.RouteTable(r.name)
 }
 
-func (r rdsSource) Passthrough(req *h1.Request) string { return withPort(req.Host(), r.port) }
+func (r rdsSource) Passthrough(req router.Request) string { return withPort(req.Host(), r.port) }
 
 // chainSource re-resolves the filter chain of a listener for a destination
 // port on every request, for HCMs with inline route configs (virtualInbound)
@@ -86,7 +85,7 @@ type chainSource struct {
 	orig     string // passthrough target: the original destination
 }
 
-func (c *chainSource) Table(s *runtime.Snapshot, _ *h1.Request) *runtime.RouteTable {
+func (c *chainSource) Table(s *runtime.Snapshot, _ router.Request) *runtime.RouteTable {
 	l := s.Listener(c.listener)
 	if l == nil {
 		return nil
@@ -101,7 +100,7 @@ func (c *chainSource) Table(s *runtime.Snapshot, _ *h1.Request) *runtime.RouteTa
 	return s.RouteTable(fc.HTTP.RouteConfigName)
 }
 
-func (c *chainSource) Passthrough(*h1.Request) string { return c.orig }
+func (c *chainSource) Passthrough(router.Request) string { return c.orig }
 
 var (
 	_ router.TableSource    = hostPortSource{}

@@ -27,6 +27,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
 	"github.com/weftmesh/weft/internal/proxy/h1"
+	"github.com/weftmesh/weft/internal/proxy/h2"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/runtime/route"
 	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
@@ -43,16 +44,34 @@ const (
 	ReasonBlackHole         = "blackhole"
 )
 
+// Request is what routing reads of a request; *h1.Request and *h2.Request
+// both implement it, so one router serves HTTP/1.1 and HTTP/2. Passing a
+// pointer as this interface does not allocate.
+type Request interface {
+	Method() []byte
+	Path() []byte
+	RawQuery() []byte
+	Host() []byte
+	Header(name string) ([]byte, bool)
+	RemoteAddr() net.Addr
+	IsConnect() bool
+}
+
+var (
+	_ Request = (*h1.Request)(nil)
+	_ Request = (*h2.Request)(nil)
+)
+
 // TableSource says which route table serves a request. Implementations are
 // per listener kind: the explicit HTTP proxy picks the table by the port in
 // the authority, a captured outbound connection by its HCM's RDS name, an
 // inbound connection by the virtualInbound filter chain of its port.
 type TableSource interface {
 	// Table returns the table for req in s, or nil (404).
-	Table(s *runtime.Snapshot, req *h1.Request) *runtime.RouteTable
+	Table(s *runtime.Snapshot, req Request) *runtime.RouteTable
 	// Passthrough returns the address an ORIGINAL_DST (passthrough) cluster
 	// forwards req to, or "" when there is none.
-	Passthrough(req *h1.Request) string
+	Passthrough(req Request) string
 }
 
 // FallbackSource is implemented by sources that send requests without a
@@ -143,6 +162,31 @@ func (r *Router) Route(req *h1.Request) h1.Decision {
 	d := r.route(req, st)
 	d.State = st
 	return d
+}
+
+// H2 returns the router's HTTP/2 face: the same routing, state and
+// telemetry for streams served by internal/proxy/h2.
+func (r *Router) H2() H2Router { return H2Router{r} }
+
+// H2Router adapts a Router to h2.Router and h2.Observer.
+type H2Router struct{ r *Router }
+
+// Route implements h2.Router.
+func (h H2Router) Route(req *h2.Request) h1.Decision {
+	st := h.r.states.Get().(*reqState)
+	d := h.r.route(req, st)
+	d.State = st
+	return d
+}
+
+// RequestStart implements h2.Observer.
+func (h H2Router) RequestStart(*h2.Request) {}
+
+// RequestEnd implements h2.Observer.
+func (h H2Router) RequestEnd(req *h2.Request, s h1.Summary) {
+	if st, ok := s.State.(*reqState); ok && st.r == h.r {
+		h.r.finish(st, s.Status, s.Err, s.Duration, s.BytesIn, s.BytesOut)
+	}
 }
 
 // RequestStart implements h1.Observer.
@@ -289,7 +333,7 @@ func (r *Router) local(st *reqState, dest *telemetry.Dest, flag telemetry.Flag, 
 	return h1.Decision{Status: status, Reason: reason}
 }
 
-func (r *Router) route(req *h1.Request, st *reqState) h1.Decision {
+func (r *Router) route(req Request, st *reqState) h1.Decision {
 	st.wi = -1
 	if req.IsConnect() {
 		// The tunnel handler resolves the authority and keeps its own
@@ -374,7 +418,7 @@ func (r *Router) route(req *h1.Request, st *reqState) h1.Decision {
 // passthroughOps are the ops of requests forwarded without a route.
 var passthroughOps = &routeOps{timeout: -1}
 
-func (r *Router) toCluster(req *h1.Request, st *reqState, c *upstream.Cluster, rt *route.Route, ops *routeOps) h1.Decision {
+func (r *Router) toCluster(req Request, st *reqState, c *upstream.Cluster, rt *route.Route, ops *routeOps) h1.Decision {
 	st.dest = r.metrics.Dest(r.reporter, c.Name)
 	var upstreamAddr string
 	if c.Type == clusterv3.Cluster_ORIGINAL_DST {
@@ -426,7 +470,7 @@ func (r *Router) toCluster(req *h1.Request, st *reqState, c *upstream.Cluster, r
 
 // mergeOps builds per-request header slices in st's scratch space when a
 // route has add-if-absent entries or per-cluster mutations.
-func (r *Router) mergeOps(req *h1.Request, st *reqState, d *h1.Decision, ops *routeOps, wi int) {
+func (r *Router) mergeOps(req Request, st *reqState, d *h1.Decision, ops *routeOps, wi int) {
 	st.setReq = append(st.setReq[:0], ops.setReq...)
 	st.addReq = append(st.addReq[:0], ops.addReq...)
 	st.rmReq = append(st.rmReq[:0], ops.rmReq...)
@@ -449,7 +493,7 @@ func (r *Router) mergeOps(req *h1.Request, st *reqState, d *h1.Decision, ops *ro
 	d.SetResponseHeaders, d.AddResponseHeaders = st.setResp, st.addResp
 }
 
-func (r *Router) redirect(req *h1.Request, st *reqState, red *route.Redirect) h1.Decision {
+func (r *Router) redirect(req Request, st *reqState, red *route.Redirect) h1.Decision {
 	b := st.loc[:0]
 	scheme := red.Scheme
 	if scheme == "" {
@@ -497,7 +541,7 @@ func wcIndex(rt *route.Route, wc *route.WeightedCluster) int {
 	return -1
 }
 
-func remoteIP(req *h1.Request) netip.Addr {
+func remoteIP(req Request) netip.Addr {
 	if ta, ok := req.RemoteAddr().(*net.TCPAddr); ok {
 		return ta.AddrPort().Addr()
 	}

@@ -136,10 +136,10 @@ func snapshot(t testing.TB, v1, v2 string) *wrt.Holder {
 
 type portSource struct{}
 
-func (portSource) Table(s *wrt.Snapshot, req *h1.Request) *wrt.RouteTable {
+func (portSource) Table(s *wrt.Snapshot, req router.Request) *wrt.RouteTable {
 	return s.RouteTable("9080")
 }
-func (portSource) Passthrough(req *h1.Request) string { return string(req.Host()) }
+func (portSource) Passthrough(req router.Request) string { return string(req.Host()) }
 
 // backend answers with its name, the path and the headers the tests look at.
 func backend(t testing.TB, name string) string {
