@@ -20,10 +20,6 @@ var unimplementedFields = map[Kind][]string{
 	KindWorkloadEntry: {
 		"network",
 	},
-	KindWorkloadGroup: {
-		"probe.exec", // needs the agent to run commands; planned
-		"probe.grpc",
-	},
 	KindVirtualService: {
 		"http[].delegate",
 		"tcp[].match[].sourceSubnet",
