@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/weftmesh/weft/internal/proxy/agent"
 	"github.com/weftmesh/weft/internal/proxy/listener"
@@ -22,17 +23,18 @@ import (
 
 func main() {
 	var (
-		cfg        agent.Config
-		labels     string
-		mode       string
-		bind       string
-		proxyPort  uint
-		logLevel   string
-		id         agent.Identity
-		rootCert   string
-		tokenFile  string
-		bundleDir  string
-		healthPort uint
+		cfg          agent.Config
+		labels       string
+		mode         string
+		bind         string
+		proxyPort    uint
+		logLevel     string
+		id           agent.Identity
+		rootCert     string
+		tokenFile    string
+		bundleDir    string
+		healthPort   uint
+		readyTimeout time.Duration
 	)
 	fs := flag.NewFlagSet("weft-proxy", flag.ExitOnError)
 	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:15010", "weftd's plaintext xDS address (used without --root-cert)")
@@ -59,7 +61,28 @@ func main() {
 	fs.StringVar(&cfg.DNSAddr, "dns-addr", "", "DNS proxy address, UDP and TCP: mesh hosts answered from config, the rest forwarded to /etc/resolv.conf's resolvers [127.0.0.1:15053 in transparent mode (iptables send port 53 there), off in explicit mode; \"off\" disables]")
 	fs.UintVar(&healthPort, "health-port", 15021, "serve the proxy's readiness at <bind>:PORT/healthz/ready (0: off)")
 	fs.StringVar(&bundleDir, "bundle", "", "join from a bundle written by `weftctl vm bundle` (sets identity, CA address, namespace, group; other flags still apply)")
-	_ = fs.Parse(os.Args[1:])
+	fs.DurationVar(&readyTimeout, "ready-timeout", 60*time.Second, "run mode: how long to wait for the proxy to be ready before giving up without starting the app")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: weft-proxy [flags]\n       weft-proxy run [flags] -- CMD ARGS...   (start the app once the proxy is ready; exit with its code)\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	args := os.Args[1:]
+	var appCmd []string
+	runMode := len(args) > 0 && args[0] == "run"
+	if runMode {
+		args = args[1:]
+		for i, a := range args {
+			if a == "--" {
+				appCmd, args = args[i+1:], args[:i]
+				break
+			}
+		}
+		if len(appCmd) == 0 {
+			fmt.Fprintln(os.Stderr, "weft-proxy run: give the app after --, e.g. weft-proxy run --xds-addr 127.0.0.1:15010 -- ./my-app --port 8080")
+			os.Exit(2)
+		}
+	}
+	_ = fs.Parse(args)
 
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "weft-proxy:", err)
@@ -144,6 +167,16 @@ func main() {
 		fail(fmt.Errorf("--token/--ca-addr need --root-cert (the trust bundle that verifies weftd)"))
 	}
 
+	if runMode {
+		sigs := make(chan os.Signal, 4)
+		signal.Notify(sigs, syscall.SIGTERM, os.Interrupt, syscall.SIGHUP)
+		code, err := agent.RunApp(context.Background(), cfg, agent.App{Command: appCmd, ReadyTimeout: readyTimeout,
+			Signals: sigs, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+		if err != nil {
+			cfg.Logger.Error("weft-proxy run", "err", err)
+		}
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := agent.Run(ctx, cfg); err != nil {
