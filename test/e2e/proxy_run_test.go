@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,6 +67,28 @@ spec:
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		t.Fatalf("run took %s", d)
+	}
+
+	// SIGTERM to weft-proxy reaches the app; its exit code comes back.
+	out.Reset()
+	errb.Reset()
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd = exec.Command(bin, append(append([]string{"run"}, common...), "--", "sh", "-c",
+		`trap 'echo got-term; exit 9' TERM; touch `+ready+`; while :; do sleep 0.05; done`)...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 15*time.Second, func() error {
+		_, err := os.Stat(ready)
+		return err
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	if !errors.As(err, &ee) || ee.ExitCode() != 9 || !strings.Contains(out.String(), "got-term") {
+		t.Fatalf("SIGTERM forwarding: want the app's exit code 9, got %v\nstdout: %s\nstderr: %s", err, out.String(), errb.String())
 	}
 
 	// weftd unreachable: the app is never started and the error says why.
