@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/weftmesh/weft/internal/ca/caclient"
+	"github.com/weftmesh/weft/internal/vmbundle"
 	"github.com/weftmesh/weft/internal/ca/spiffe"
 	"github.com/weftmesh/weft/internal/proxy/listener"
 )
@@ -39,26 +38,11 @@ type Identity struct {
 
 // ParseRoots reads PEM certificates (a trust bundle file's content).
 func ParseRoots(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("agent: root certificate: %w", err)
-		}
-		out = append(out, c)
+	roots, err := vmbundle.ParseRoots(data)
+	if err != nil {
+		return nil, fmt.Errorf("agent: trust bundle: %w", err)
 	}
-	if len(out) == 0 {
-		return nil, errors.New("agent: no PEM certificate in the trust bundle")
-	}
-	return out, nil
+	return roots, nil
 }
 
 // DefaultCAAddr is the xDS address's host with Istio's secure port 15012.
