@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/weftmesh/weft/internal/ca/caclient"
-	"github.com/weftmesh/weft/internal/vmbundle"
 	"github.com/weftmesh/weft/internal/ca/spiffe"
 	"github.com/weftmesh/weft/internal/proxy/listener"
+	"github.com/weftmesh/weft/internal/vmbundle"
 )
 
 // Identity configures the proxy's workload identity. With it the proxy gets
