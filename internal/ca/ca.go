@@ -11,7 +11,6 @@ package ca
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/weftmesh/weft/internal/ca/certpem"
 	"github.com/weftmesh/weft/internal/ca/spiffe"
 )
 
@@ -274,34 +274,7 @@ func (c *CA) scheduleLocked() {
 }
 
 // EncodeCerts PEM-encodes certs in order.
-func EncodeCerts(certs []*x509.Certificate) []byte {
-	var out []byte
-	for _, c := range certs {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return out
-}
+func EncodeCerts(certs []*x509.Certificate) []byte { return certpem.Encode(certs) }
 
 // ParseCerts parses every CERTIFICATE block in data.
-func ParseCerts(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM certificates found")
-	}
-	return out, nil
-}
+func ParseCerts(data []byte) ([]*x509.Certificate, error) { return certpem.Parse(data) }

@@ -2,13 +2,12 @@
 // mesh: where weftd is, the root certificate to trust it by, a bootstrap
 // token bound to a WorkloadGroup, mesh settings, an env file and a systemd
 // unit. weftctl writes it; weft-proxy --bundle reads it. It depends on the
-// standard library only, because weft-proxy links it.
+// standard library (and the stdlib-only ca/certpem) because weft-proxy links it.
 package vmbundle
 
 import (
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/weftmesh/weft/internal/ca/certpem"
 )
 
 // File names inside a bundle directory.
@@ -86,26 +87,11 @@ func (b *Bundle) Validate() error {
 
 // ParseRoots parses the trust bundle PEM.
 func ParseRoots(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for len(data) > 0 {
-		var blk *pem.Block
-		blk, data = pem.Decode(data)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("root certificate: %w", err)
-		}
-		out = append(out, c)
+	roots, err := certpem.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("root certificate: %w", err)
 	}
-	if len(out) == 0 {
-		return nil, errors.New("root certificate: no PEM certificate found")
-	}
-	return out, nil
+	return roots, nil
 }
 
 // Write creates dir and writes the bundle; the token file is 0600. installDir

@@ -380,16 +380,7 @@ func TestMTLSProxyBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "weft-proxy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/weft-proxy")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildProxy(t)
 	const workloadAddr = "127.0.10.23"
 	app := startBackend(t, "productpage")
 	wd := testenv.StartWeftd(t, testenv.WeftdOptions{ConfigFiles: map[string]string{

@@ -23,16 +23,7 @@ func TestProxyBinarySIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "weft-proxy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/weft-proxy")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildProxy(t)
 	v1, v2 := startBackend(t, "v1"), startBackend(t, "v2")
 	wd := testenv.StartWeftd(t, testenv.WeftdOptions{ConfigFiles: map[string]string{
 		"reviews.yaml": reviewsConfig(v1.port, v2.port),

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	pb "istio.io/api/security/v1alpha1"
 
+	"github.com/weftmesh/weft/internal/ca/certpem"
 	"github.com/weftmesh/weft/internal/ca/spiffe"
 )
 
@@ -59,7 +60,7 @@ func Request(ctx context.Context, conn grpc.ClientConnInterface, csrPEM []byte, 
 	}
 	var chain []*x509.Certificate
 	for i, p := range resp.GetCertChain() {
-		certs, err := parseCerts([]byte(p))
+		certs, err := certpem.Parse([]byte(p))
 		if err != nil {
 			return nil, fmt.Errorf("caclient: response cert_chain[%d]: %w", i, err)
 		}
@@ -69,27 +70,4 @@ func Request(ctx context.Context, conn grpc.ClientConnInterface, csrPEM []byte, 
 		return nil, errors.New("caclient: empty cert_chain in response")
 	}
 	return chain, nil
-}
-
-func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return out, nil
 }

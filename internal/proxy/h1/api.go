@@ -240,29 +240,13 @@ func (r *Request) reset() {
 }
 
 // equalFold reports whether b equals s ignoring ASCII case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c, d := b[i], s[i]
-		if c == d {
-			continue
-		}
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if 'A' <= d && d <= 'Z' {
-			d += 'a' - 'A'
-		}
-		if c != d {
-			return false
-		}
-	}
-	return true
-}
+func equalFold(b []byte, s string) bool { return asciiEqualFold(b, s) }
 
-func equalFoldBytes(a, b []byte) bool {
+func equalFoldBytes(a, b []byte) bool { return asciiEqualFold(a, b) }
+
+// asciiEqualFold compares ASCII case-insensitively without converting
+// (no allocation) for any mix of strings and byte slices.
+func asciiEqualFold[A, B ~string | ~[]byte](a A, b B) bool {
 	if len(a) != len(b) {
 		return false
 	}
