@@ -6,7 +6,6 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
 
@@ -26,13 +25,14 @@ type Cluster struct {
 	UseDownstreamProtocol bool
 	MaxRequestsPerConn    uint32
 	IdleTimeout           time.Duration
-	// TLS is the upstream TLS config when a transport socket is set (recorded;
-	// enforcement arrives with the identity work). TransportSocketMatches
-	// counts transport_socket_matches entries (Istio auto-mTLS).
-	TLS                    *UpstreamTLS
-	TransportSocketMatches int
-	Thresholds             Thresholds
-	Outlier                *OutlierConfig // nil: outlier detection disabled
+	// TLS is the cluster's transport_socket (nil: plaintext).
+	// SocketMatches are its transport_socket_matches (Istio's auto mTLS):
+	// each endpoint gets the first whose criteria its metadata satisfies,
+	// else TLS (see TLSFor and Endpoint.TLS).
+	TLS           *UpstreamTLS
+	SocketMatches []SocketMatch
+	Thresholds    Thresholds
+	Outlier       *OutlierConfig // nil: outlier detection disabled
 	// LocalityWeighted enables locality weights (common_lb_config.locality_weighted_lb_config).
 	LocalityWeighted bool
 	// PanicThreshold is healthy_panic_threshold in percent (default 50; 0 disables).
@@ -42,19 +42,12 @@ type Cluster struct {
 	MaglevSize     uint64
 	ChoiceCount    uint32 // least-request choices (default 2)
 
-	src *clusterv3.Cluster
-	eps atomic.Pointer[EndpointSet]
-	rr  atomic.Uint64
-	cb  [numResources]atomic.Int64
-	now func() int64
-}
-
-// UpstreamTLS is what weft-proxy records of an UpstreamTlsContext.
-type UpstreamTLS struct {
-	SNI  string
-	ALPN []string
-	// SDSCerts names SDS secrets referenced for the client certificate.
-	SDSCerts []string
+	src            *clusterv3.Cluster
+	passthroughTLS *UpstreamTLS
+	eps            atomic.Pointer[EndpointSet]
+	rr             atomic.Uint64
+	cb             [numResources]atomic.Int64
+	now            func() int64
 }
 
 // Thresholds are the DEFAULT-priority circuit-breaker limits (Envoy defaults
@@ -275,40 +268,28 @@ func NewCluster(pb *clusterv3.Cluster, now func() int64) (*Cluster, error) {
 		}
 	}
 	if ts := pb.GetTransportSocket(); ts != nil {
-		tls, err := upstreamTLS(ts)
+		t, err := upstreamTLS(ts, "")
 		if err != nil {
-			return nil, e("transport_socket", "%v", err)
+			return nil, prefixed("transport_socket.", err)
 		}
-		c.TLS = tls
+		c.TLS = t
 	}
-	c.TransportSocketMatches = len(pb.GetTransportSocketMatches())
 	for i, m := range pb.GetTransportSocketMatches() {
-		if _, err := upstreamTLS(m.GetTransportSocket()); err != nil {
-			return nil, e("transport_socket_matches["+itoa(i)+"].transport_socket", "%v", err)
+		f := "transport_socket_matches[" + itoa(i) + "]"
+		if m.GetName() == "" {
+			return nil, e(f+".name", "required")
 		}
+		if m.GetTransportSocket() == nil {
+			return nil, e(f+".transport_socket", "required")
+		}
+		t, err := upstreamTLS(m.GetTransportSocket(), m.GetName())
+		if err != nil {
+			return nil, prefixed(f+".transport_socket.", err)
+		}
+		c.SocketMatches = append(c.SocketMatches, SocketMatch{Name: m.GetName(), Criteria: m.GetMatch().GetFields(), TLS: t})
 	}
+	c.passthroughTLS = c.TLSFor(nil, nil)
 	return c, nil
-}
-
-func upstreamTLS(ts *corev3.TransportSocket) (*UpstreamTLS, error) {
-	switch ts.GetName() {
-	case "envoy.transport_sockets.raw_buffer", "raw_buffer":
-		return nil, nil
-	case "envoy.transport_sockets.tls", "tls":
-	default:
-		return nil, errf("transport socket %q is not supported", ts.GetName())
-	}
-	var ctx tlsv3.UpstreamTlsContext
-	if a := ts.GetTypedConfig(); a != nil {
-		if err := a.UnmarshalTo(&ctx); err != nil {
-			return nil, errf("decode UpstreamTlsContext: %v", err)
-		}
-	}
-	out := &UpstreamTLS{SNI: ctx.GetSni(), ALPN: ctx.GetCommonTlsContext().GetAlpnProtocols()}
-	for _, s := range ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
-		out.SDSCerts = append(out.SDSCerts, s.GetName())
-	}
-	return out, nil
 }
 
 func isPrime(n uint64) bool {

@@ -22,10 +22,22 @@ type Endpoint struct {
 	Priority uint32
 	Locality string // "region/zone/subzone"
 	Health   corev3.HealthStatus
+	// TLS is the transport to this endpoint, picked from the cluster's
+	// transport_socket_matches by the endpoint's metadata (nil: plaintext).
+	TLS *UpstreamTLS
 
 	active atomic.Int64
 	od     *outlierState // shared with the same address in later EDS versions
 	group  *outlierGroup
+}
+
+// TLSKey is the endpoint's UpstreamTLS.Key, "" for plaintext: the
+// h1.Decision.UpstreamTLS of requests to it. It does not allocate.
+func (e *Endpoint) TLSKey() string {
+	if e.TLS == nil {
+		return ""
+	}
+	return e.TLS.Key
 }
 
 // Begin marks a request to this endpoint as active (least-request LB).
@@ -115,6 +127,7 @@ func NewEndpointSet(c *Cluster, cla *endpointv3.ClusterLoadAssignment, prev *End
 				return nil, e("endpoints["+itoa(i)+"].lb_endpoints["+itoa(j)+"]", "%v", err)
 			}
 			ep.Priority, ep.Locality, ep.group = prio, locName, set.group
+			ep.TLS = c.TLSFor(lb.GetMetadata(), lle.GetMetadata())
 			if c.Outlier != nil {
 				if st := prevByAddr[ep.Addr]; st != nil {
 					ep.od = st
