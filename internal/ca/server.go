@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,10 +105,18 @@ func (s *service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 		c.log.Info("certificate issued", "identity", grant.ID.String(), "auth", grant.Method, "credential_id", grant.CredentialID, "remote", caller.RemoteAddr,
 			"serial", chain[0].SerialNumber.Text(16), "not_after", chain[0].NotAfter.UTC().Format(time.RFC3339))
 	}
+	// As in Istio, the last element is the root certificate file: the whole
+	// trust bundle, so a workload learns a rotated (or retired) root with
+	// every certificate it gets.
+	bundle := c.TrustBundle()
+	if n := len(chain); n > 1 && slices.ContainsFunc(bundle, chain[n-1].Equal) {
+		chain = chain[:n-1]
+	}
 	resp := &pb.IstioCertificateResponse{}
 	for _, cert := range chain {
 		resp.CertChain = append(resp.CertChain, string(EncodeCerts([]*x509.Certificate{cert})))
 	}
+	resp.CertChain = append(resp.CertChain, string(EncodeCerts(bundle)))
 	return resp, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -48,6 +49,16 @@ func BuildCSR(key crypto.Signer, id spiffe.ID) ([]byte, error) {
 // default. token, when set, goes out as "authorization: Bearer <token>";
 // without it the connection's client certificate must authenticate.
 func Request(ctx context.Context, conn grpc.ClientConnInterface, csrPEM []byte, ttl time.Duration, token string) ([]*x509.Certificate, error) {
+	chain, _, err := RequestBundle(ctx, conn, csrPEM, ttl, token)
+	return chain, err
+}
+
+// RequestBundle is Request that also returns the CA's trust bundle. As in
+// Istio, the response's last cert_chain element is the root certificate
+// file: every root workloads must trust now (two during a root rotation's
+// overlap). chain ends with the root of the bundle that issued it. bundle
+// is nil when the response has a single element.
+func RequestBundle(ctx context.Context, conn grpc.ClientConnInterface, csrPEM []byte, ttl time.Duration, token string) (chain, bundle []*x509.Certificate, err error) {
 	if token != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	}
@@ -56,18 +67,33 @@ func Request(ctx context.Context, conn grpc.ClientConnInterface, csrPEM []byte, 
 		ValidityDuration: int64(ttl / time.Second),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("caclient: create certificate: %w", err)
+		return nil, nil, fmt.Errorf("caclient: create certificate: %w", err)
 	}
-	var chain []*x509.Certificate
-	for i, p := range resp.GetCertChain() {
+	elems := resp.GetCertChain()
+	for i, p := range elems {
 		certs, err := certpem.Parse([]byte(p))
 		if err != nil {
-			return nil, fmt.Errorf("caclient: response cert_chain[%d]: %w", i, err)
+			return nil, nil, fmt.Errorf("caclient: response cert_chain[%d]: %w", i, err)
+		}
+		if i == len(elems)-1 && i > 0 {
+			bundle = certs
+			break
 		}
 		chain = append(chain, certs...)
 	}
 	if len(chain) == 0 {
-		return nil, errors.New("caclient: empty cert_chain in response")
+		return nil, nil, errors.New("caclient: empty cert_chain in response")
 	}
-	return chain, nil
+	if bundle != nil {
+		// The chain's root is the bundle entry that issued its last
+		// certificate; the other roots are trust, not chain.
+		if last := chain[len(chain)-1]; last.CheckSignatureFrom(last) != nil {
+			i := slices.IndexFunc(bundle, func(r *x509.Certificate) bool { return last.CheckSignatureFrom(r) == nil })
+			if i < 0 {
+				return nil, nil, errors.New("caclient: no root in the response's trust bundle issued the certificate")
+			}
+			chain = append(chain, bundle[i])
+		}
+	}
+	return chain, bundle, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,24 +49,40 @@ type RotatorConfig struct {
 	DialOptions []grpc.DialOption
 	// OnRotate is called after each new certificate, e.g. to push it to SDS.
 	OnRotate func(cert *tls.Certificate, chain []*x509.Certificate)
-	Clock    Clock
-	Logger   *slog.Logger
+	// MinRefreshInterval rate-limits RefreshRoots [5s].
+	MinRefreshInterval time.Duration
+	Clock              Clock
+	Logger             *slog.Logger
 }
 
 // Rotator holds the workload's current certificate and renews it at half
 // its remaining lifetime. Its GetCertificate/GetClientCertificate callbacks
 // let live tls.Configs pick up the new certificate on the next handshake
 // while existing connections keep running.
+//
+// The trust bundle is the configured one until the first certificate
+// arrives; from then on it is the CA's, as each CreateCertificate response
+// carries it (so a rotated root is learned, and a retired one dropped, at
+// the next renewal, and RefreshRoots learns it on demand).
 type Rotator struct {
 	cfg   RotatorConfig
 	clock Clock
 	log   *slog.Logger
 
-	mu      sync.RWMutex
-	cert    *tls.Certificate
-	chain   []*x509.Certificate
-	roots   []*x509.Certificate
-	renewAt time.Time
+	rotateMu sync.Mutex // one CreateCertificate at a time
+
+	mu    sync.RWMutex
+	cert  *tls.Certificate
+	chain []*x509.Certificate
+	// prev is the certificate before cert when cert chains to another root
+	// (a root rotation): peers that do not trust the new root yet are
+	// offered prev while it is valid and its root is in the bundle.
+	prev       *tls.Certificate
+	prevRoot   *x509.Certificate
+	roots      []*x509.Certificate
+	pool       *x509.CertPool // roots as a pool; replaced, never modified
+	renewAt    time.Time
+	lastRotate time.Time
 }
 
 // NewRotator validates cfg; call Run (or Rotate) to get a certificate.
@@ -79,9 +96,13 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 	if len(cfg.Roots) == 0 {
 		return nil, errors.New("caclient: rotator: Roots (the mesh trust bundle) are required to verify weftd")
 	}
-	r := &Rotator{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, roots: append([]*x509.Certificate(nil), cfg.Roots...)}
+	r := &Rotator{cfg: cfg, clock: cfg.Clock, log: cfg.Logger}
+	r.setRootsLocked(cfg.Roots)
 	if r.clock == nil {
 		r.clock = realClock{}
+	}
+	if r.cfg.MinRefreshInterval <= 0 {
+		r.cfg.MinRefreshInterval = 5 * time.Second
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -101,6 +122,9 @@ func (r *Rotator) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-r.clock.After(wait):
+			}
+			if r.untilRenew() > 0 {
+				continue // renewed meanwhile (RefreshRoots)
 			}
 		}
 		if err := r.Rotate(ctx); err != nil {
@@ -131,8 +155,15 @@ func (r *Rotator) untilRenew() time.Duration {
 
 // Rotate requests a new certificate now over a fresh connection, so the
 // server sees the current client certificate rather than the one a
-// long-lived connection was opened with.
+// long-lived connection was opened with. The response's trust bundle
+// replaces the Rotator's.
 func (r *Rotator) Rotate(ctx context.Context) error {
+	r.rotateMu.Lock()
+	defer r.rotateMu.Unlock()
+	return r.rotate(ctx)
+}
+
+func (r *Rotator) rotate(ctx context.Context) error {
 	key, err := GenerateKey()
 	if err != nil {
 		return err
@@ -157,7 +188,7 @@ func (r *Rotator) Rotate(ctx context.Context) error {
 		return fmt.Errorf("caclient: dial %s: %w", r.cfg.Target, err)
 	}
 	defer conn.Close()
-	chain, err := Request(ctx, conn, csr, r.cfg.TTL, token)
+	chain, bundle, err := RequestBundle(ctx, conn, csr, r.cfg.TTL, token)
 	if err != nil {
 		return err
 	}
@@ -173,19 +204,48 @@ func (r *Rotator) Rotate(ctx context.Context) error {
 		cert.Certificate = append(cert.Certificate, c.Raw)
 	}
 	now := r.clock.Now()
+	root := chain[len(chain)-1]
 	r.mu.Lock()
+	if r.cert != nil && !root.Equal(r.chain[len(r.chain)-1]) {
+		r.prev, r.prevRoot = r.cert, r.chain[len(r.chain)-1]
+	}
 	r.cert, r.chain = cert, chain
 	r.renewAt = now.Add(leaf.NotAfter.Sub(now) / 2)
-	if root := chain[len(chain)-1]; !containsCert(r.roots, root) {
-		r.roots = append(r.roots, root)
+	r.lastRotate = now
+	switch {
+	case bundle != nil:
+		r.setRootsLocked(bundle)
+	case !containsCert(r.roots, root):
+		r.setRootsLocked(append(slices.Clone(r.roots), root))
 	}
-	renewAt := r.renewAt
+	if r.prev != nil && !containsCert(r.roots, r.prevRoot) {
+		r.prev, r.prevRoot = nil, nil // its root was retired
+	}
+	renewAt, nroots := r.renewAt, len(r.roots)
 	r.mu.Unlock()
-	r.log.Info("certificate rotated", "serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "renew_at", renewAt.UTC().Format(time.RFC3339))
+	r.log.Info("certificate rotated", "serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339),
+		"renew_at", renewAt.UTC().Format(time.RFC3339), "trust_bundle_roots", nroots)
 	if r.cfg.OnRotate != nil {
 		r.cfg.OnRotate(cert, chain)
 	}
 	return nil
+}
+
+// RefreshRoots renews now, and with it fetches the CA's current trust
+// bundle, unless that happened less than MinRefreshInterval ago. A TLS
+// client calls it when a mesh peer's certificate chains to a root it does
+// not know: during a root rotation the peer may have renewed first.
+// Concurrent callers share one renewal.
+func (r *Rotator) RefreshRoots(ctx context.Context) error {
+	r.rotateMu.Lock()
+	defer r.rotateMu.Unlock()
+	r.mu.RLock()
+	recent := !r.lastRotate.IsZero() && r.clock.Now().Sub(r.lastRotate) < r.cfg.MinRefreshInterval
+	r.mu.RUnlock()
+	if recent {
+		return nil
+	}
+	return r.rotate(ctx)
 }
 
 func containsCert(list []*x509.Certificate, c *x509.Certificate) bool {
@@ -226,15 +286,20 @@ func (r *Rotator) Chain() []*x509.Certificate {
 }
 
 // Roots returns the roots trusted for weftd and for peers: the configured
-// bundle plus roots seen in issued chains or set by SetRoots.
+// bundle until the first certificate, then the CA's bundle (or what
+// SetRoots set). The pool is shared and must not be modified; a new one is
+// returned after every change, so callers can compare pointers.
 func (r *Rotator) Roots() *x509.CertPool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	p := x509.NewCertPool()
-	for _, c := range r.roots {
-		p.AddCert(c)
-	}
-	return p
+	return r.pool
+}
+
+// Bundle returns the trust bundle's certificates (do not modify).
+func (r *Rotator) Bundle() []*x509.Certificate {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.roots
 }
 
 // SetRoots replaces the trust bundle, e.g. with one pushed over SDS during
@@ -242,7 +307,15 @@ func (r *Rotator) Roots() *x509.CertPool {
 func (r *Rotator) SetRoots(roots []*x509.Certificate) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.roots = append([]*x509.Certificate(nil), roots...)
+	r.setRootsLocked(roots)
+}
+
+func (r *Rotator) setRootsLocked(roots []*x509.Certificate) {
+	r.roots = slices.Clone(roots)
+	r.pool = x509.NewCertPool()
+	for _, c := range r.roots {
+		r.pool.AddCert(c)
+	}
 }
 
 // GetCertificate is a tls.Config.GetCertificate callback (inbound mTLS).
@@ -255,10 +328,33 @@ func (r *Rotator) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 
 // GetClientCertificate is a tls.Config.GetClientCertificate callback. With
 // no valid certificate it sends none, so token-authenticated requests and
-// servers that only request a certificate still work.
-func (r *Rotator) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	if c := r.validCert(); c != nil {
+// servers that only request a certificate still work. When the server lists
+// the CAs it accepts and the current certificate's root is not among them
+// (it has not learned a rotated root yet), the previous certificate is sent
+// while it is valid.
+func (r *Rotator) GetClientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	c := r.validCert()
+	if c == nil {
+		return &tls.Certificate{}, nil
+	}
+	if cri == nil || len(cri.AcceptableCAs) == 0 || cri.SupportsCertificate(c) == nil {
 		return c, nil
 	}
-	return &tls.Certificate{}, nil
+	if p := r.validPrev(); p != nil && cri.SupportsCertificate(p) == nil {
+		return p, nil
+	}
+	return c, nil
+}
+
+func (r *Rotator) validPrev() *tls.Certificate {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.prev == nil {
+		return nil
+	}
+	now := r.clock.Now()
+	if now.Before(r.prev.Leaf.NotBefore) || !now.Before(r.prev.Leaf.NotAfter) {
+		return nil
+	}
+	return r.prev
 }

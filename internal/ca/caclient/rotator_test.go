@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,14 +42,17 @@ func (k *memKV) PutKV(b, key string, v []byte) error {
 var workload = spiffe.ID{TrustDomain: "cluster.local", Namespace: "shop", ServiceAccount: "cart"}
 
 // startCA runs a real CA on 127.0.0.1:0 with the real clock.
-func startCA(t *testing.T) (*ca.CA, string) {
+func startCA(t *testing.T) (*ca.CA, string) { return startCAClock(t, nil) }
+
+// startCAClock runs a real CA whose clock is now (nil: time.Now).
+func startCAClock(t *testing.T, now func() time.Time) (*ca.CA, string) {
 	t.Helper()
 	kv := &memKV{m: map[string][]byte{}}
-	s, err := ca.NewSelfSigned(ca.SelfSignedConfig{KV: kv, TrustDomain: "cluster.local"})
+	s, err := ca.NewSelfSigned(ca.SelfSignedConfig{KV: kv, TrustDomain: "cluster.local", Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ca.New(ca.Config{TrustDomain: "cluster.local", Signer: s, KV: kv, Logger: slog.New(slog.DiscardHandler)})
+	c, err := ca.New(ca.Config{TrustDomain: "cluster.local", Signer: s, KV: kv, Now: now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,5 +293,158 @@ func TestRotatorHalfLife(t *testing.T) {
 	}
 	if got, _ := rot.GetClientCertificate(nil); got.Leaf != second {
 		t.Error("GetClientCertificate does not return the renewed certificate")
+	}
+}
+
+// handshakeWith runs one real mTLS handshake against a server that trusts
+// only clientCAs and returns the client certificate the server saw.
+func handshakeWith(t *testing.T, c *ca.CA, rot *caclient.Rotator, clientCAs []*x509.Certificate) (*x509.Certificate, error) {
+	t.Helper()
+	sc, err := c.ServingCertificate([]string{"peer.test"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	for _, r := range clientCAs {
+		pool.AddCert(r)
+	}
+	seen := make(chan *x509.Certificate, 1)
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		GetCertificate: sc.GetCertificate, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
+		VerifyConnection: func(cs tls.ConnectionState) error { seen <- cs.PeerCertificates[0]; return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		conn, err := lis.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if conn.(*tls.Conn).Handshake() == nil {
+			conn.Write([]byte{1})
+		}
+	}()
+	conn, err := tls.Dial("tcp", lis.Addr().String(), &tls.Config{RootCAs: c.CertPool(), ServerName: "peer.test", GetClientCertificate: rot.GetClientCertificate})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if _, err := io.ReadFull(conn, make([]byte, 1)); err != nil {
+		return nil, err
+	}
+	return <-seen, nil
+}
+
+// TestRotatorFollowsRootRotation: the trust bundle comes with every
+// certificate, so a rotated root is learned at the next renewal and a
+// retired one dropped. Between the two, a peer that only trusts the old
+// root (it has not renewed yet) is offered the previous certificate.
+func TestRotatorFollowsRootRotation(t *testing.T) {
+	// The CA's clock runs ahead in steps so the new root's name (it carries
+	// the creation time to the second) differs from the old one's: peers
+	// name the CAs they accept by subject.
+	var skew atomic.Int64
+	c, addr := startCAClock(t, func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })
+	old := c.TrustBundle()[0]
+	rot, err := caclient.NewRotator(caclient.RotatorConfig{
+		ID: workload, Target: addr, ServerName: "weftd.test", Roots: c.TrustBundle(),
+		Token: singleUseToken(t, c), TTL: time.Hour, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rot.Rotate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	pool0 := rot.Roots()
+	if b := rot.Bundle(); len(b) != 1 || !b[0].Equal(old) {
+		t.Fatalf("bundle before rotation: %d roots", len(b))
+	}
+	first := rot.Certificate().Leaf
+
+	skew.Store(int64(2 * time.Second))
+	if err := c.RotateRoot(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := rot.Rotate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	root := c.TrustBundle()[0]
+	if b := rot.Bundle(); len(b) != 2 || !b[0].Equal(root) || !b[1].Equal(old) {
+		t.Fatalf("bundle after rotate-root: %d roots, want [new, old]", len(b))
+	}
+	if ch := rot.Chain(); !ch[len(ch)-1].Equal(root) || len(ch) != 2 {
+		t.Fatalf("chain does not end with the new root (len %d)", len(ch))
+	}
+	if rot.Roots() == pool0 {
+		t.Error("Roots() returned the same pool after the bundle changed")
+	}
+	second := rot.Certificate().Leaf
+	for _, tt := range []struct {
+		name  string
+		trust []*x509.Certificate
+		want  *x509.Certificate
+	}{
+		{"peer trusts both roots", []*x509.Certificate{root, old}, second},
+		{"peer trusts only the new root", []*x509.Certificate{root}, second},
+		{"peer has not learned the new root", []*x509.Certificate{old}, first},
+	} {
+		got, err := handshakeWith(t, c, rot, tt.trust)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if !got.Equal(tt.want) {
+			t.Errorf("%s: server saw serial %s, want %s", tt.name, got.SerialNumber, tt.want.SerialNumber)
+		}
+	}
+
+	if err := c.RetireRoot(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := rot.Rotate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if b := rot.Bundle(); len(b) != 1 || !b[0].Equal(root) {
+		t.Fatalf("bundle after retire-root: %d roots, want the new one only", len(b))
+	}
+	if _, err := handshakeWith(t, c, rot, []*x509.Certificate{old}); err == nil {
+		t.Error("after the old root was retired the previous certificate is still offered")
+	}
+}
+
+// TestRotatorRefreshRoots: RefreshRoots renews (and so fetches the bundle)
+// at most once per MinRefreshInterval.
+func TestRotatorRefreshRoots(t *testing.T) {
+	c, addr := startCA(t)
+	clock := &fakeClock{now: time.Now()}
+	rot, err := caclient.NewRotator(caclient.RotatorConfig{
+		ID: workload, Target: addr, ServerName: "weftd.test", Roots: c.TrustBundle(),
+		Token: singleUseToken(t, c), TTL: time.Hour, Clock: clock, MinRefreshInterval: time.Minute, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rot.RefreshRoots(t.Context()); err != nil { // no certificate yet: fetches at once
+		t.Fatal(err)
+	}
+	first := rot.Certificate().Leaf
+	if err := c.RotateRoot(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := rot.RefreshRoots(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !rot.Certificate().Leaf.Equal(first) || len(rot.Bundle()) != 1 {
+		t.Fatal("RefreshRoots renewed within MinRefreshInterval")
+	}
+	clock.Advance(time.Minute)
+	if err := rot.RefreshRoots(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if rot.Certificate().Leaf.Equal(first) || len(rot.Bundle()) != 2 {
+		t.Fatalf("RefreshRoots after the interval: bundle %d roots", len(rot.Bundle()))
 	}
 }
