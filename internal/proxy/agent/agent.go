@@ -27,6 +27,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/listener"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
+	"github.com/weftmesh/weft/internal/proxy/tlsorigin"
 	"github.com/weftmesh/weft/internal/proxy/xdsclient"
 )
 
@@ -103,6 +104,7 @@ type Agent struct {
 	admin   *admin.Server
 	client  *xdsclient.Client
 	rotator *caclient.Rotator
+	origin  *tlsorigin.Origin // upstream TLS
 	// firstCert is closed when the first workload certificate arrived.
 	firstCert chan struct{}
 
@@ -152,7 +154,11 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), quit: make(chan struct{})}
 	a.holder = runtime.NewHolder(nil)
-	a.metrics = telemetry.New(telemetry.Identity{Workload: cfg.WorkloadName, Namespace: cfg.Namespace})
+	self := telemetry.Identity{Workload: cfg.WorkloadName, Namespace: cfg.Namespace}
+	if cfg.Identity != nil {
+		self.Principal = workloadID(cfg).String()
+	}
+	a.metrics = telemetry.New(self)
 	node := Node(cfg)
 	var err error
 	xdsAddr, xdsOpts := cfg.XDSAddr, []grpc.DialOption(nil)
@@ -169,6 +175,7 @@ func New(cfg Config) (*Agent, error) {
 		xdsOpts = xdsDialOptions(a.rotator, cfg.Identity.Token)
 		inTLS = inboundTLS(a.rotator, cfg.Identity.TrustDomain)
 	}
+	a.origin = newOrigin(cfg, a.rotator, a.metrics.Registry())
 	a.xdsAddr = xdsAddr
 	a.client, err = xdsclient.New(xdsclient.Config{
 		ServerAddr:      xdsAddr,
@@ -190,6 +197,8 @@ func New(cfg Config) (*Agent, error) {
 		Metrics:       a.metrics,
 		Logger:        cfg.Logger,
 		InboundTLS:    inTLS,
+		UpstreamDial:  a.origin.Dial,
+		UpstreamPeer:  a.origin.Peer,
 	})
 	a.admin, err = admin.Listen(admin.Config{
 		Addr:    cfg.AdminAddr,
@@ -256,6 +265,7 @@ func (a *Agent) apply(u xdsclient.Update) error {
 		a.log.Warn("rejecting xDS update", "type", u.TypeURL, "version", u.Version, "err", err)
 		return err
 	}
+	syncUpstreamTLS(a.origin, s)
 	a.holder.Store(s)
 	a.refreshDNS(u)
 	if err := a.mgr.Update(s); err != nil {

@@ -4,16 +4,21 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/weftmesh/weft/internal/ca/caclient"
 	"github.com/weftmesh/weft/internal/ca/spiffe"
 	"github.com/weftmesh/weft/internal/proxy/listener"
+	"github.com/weftmesh/weft/internal/proxy/runtime"
+	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
+	"github.com/weftmesh/weft/internal/proxy/tlsorigin"
 	"github.com/weftmesh/weft/internal/vmbundle"
 )
 
@@ -25,7 +30,8 @@ type Identity struct {
 	// CAAddr is weftd's secure address (CA and xDS over TLS, Istio's 15012).
 	CAAddr string
 	// Roots is the mesh trust bundle (`weftctl ca bundle`): it verifies weftd
-	// and peers. Roots of issued chains are added as they arrive.
+	// until the first certificate arrives; from then on the bundle is the
+	// one weftd sends with every certificate (root rotation, retirement).
 	Roots []*x509.Certificate
 	// Token is the bootstrap token (`weftctl token create`), used while the
 	// proxy holds no valid certificate.
@@ -54,26 +60,31 @@ func DefaultCAAddr(xdsAddr string) string {
 	return net.JoinHostPort(host, "15012")
 }
 
-// newRotator builds the certificate manager for cfg.Identity; firstCert is
-// closed once the first certificate arrived.
-func newRotator(cfg Config, firstCert chan struct{}) (*caclient.Rotator, error) {
-	id := cfg.Identity
-	if id.TrustDomain == "" {
-		id.TrustDomain = "cluster.local"
+// workloadID is the SPIFFE ID the proxy asks for (cfg.Identity is set).
+func workloadID(cfg Config) spiffe.ID {
+	td, ns, sa := cfg.Identity.TrustDomain, cfg.Namespace, cfg.ServiceAccount
+	if td == "" {
+		td = "cluster.local"
 	}
-	if id.CAAddr == "" {
-		id.CAAddr = DefaultCAAddr(cfg.XDSAddr)
-	}
-	ns, sa := cfg.Namespace, cfg.ServiceAccount
 	if ns == "" {
 		ns = "default"
 	}
 	if sa == "" {
 		sa = "default" // Kubernetes' default service account, as in Istio
 	}
+	return spiffe.ID{TrustDomain: td, Namespace: ns, ServiceAccount: sa}
+}
+
+// newRotator builds the certificate manager for cfg.Identity; firstCert is
+// closed once the first certificate arrived.
+func newRotator(cfg Config, firstCert chan struct{}) (*caclient.Rotator, error) {
+	id := cfg.Identity
+	if id.CAAddr == "" {
+		id.CAAddr = DefaultCAAddr(cfg.XDSAddr)
+	}
 	var once bool
 	return caclient.NewRotator(caclient.RotatorConfig{
-		ID:     spiffe.ID{TrustDomain: id.TrustDomain, Namespace: ns, ServiceAccount: sa},
+		ID:     workloadID(cfg),
 		Target: id.CAAddr,
 		Roots:  id.Roots,
 		Token:  id.Token,
@@ -97,20 +108,78 @@ func inboundTLS(r *caclient.Rotator, trustDomain string) *listener.InboundTLS {
 }
 
 // xdsDialOptions connect to weftd's secure port: TLS verified against the
-// mesh roots, the workload certificate as client certificate (picked per
-// handshake, so reconnects use the current one), and the bootstrap token
-// on streams while no valid certificate is held.
+// current trust bundle and the workload certificate as client certificate
+// (both read per connection, so a reconnect after a root rotation or a
+// renewal uses the current ones), and the bootstrap token on streams while
+// no valid certificate is held.
 func xdsDialOptions(r *caclient.Rotator, token string) []grpc.DialOption {
-	tc := &tls.Config{
-		MinVersion:           tls.VersionTLS12,
-		RootCAs:              r.Roots(),
-		GetClientCertificate: r.GetClientCertificate,
-	}
 	return []grpc.DialOption{
-		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
+		grpc.WithTransportCredentials(&rotatingTLS{rot: r}),
 		grpc.WithPerRPCCredentials(bootstrapToken{rot: r, token: token}),
 	}
 }
+
+// rotatingTLS is gRPC client transport credentials built from the
+// rotator's bundle at each handshake (credentials.NewTLS freezes RootCAs:
+// after weftd retires a root and reissues its serving certificate, a
+// reconnect would otherwise fail).
+type rotatingTLS struct {
+	rot        *caclient.Rotator
+	serverName string
+}
+
+var _ credentials.TransportCredentials = (*rotatingTLS)(nil)
+
+func (c *rotatingTLS) current() credentials.TransportCredentials {
+	return credentials.NewTLS(&tls.Config{
+		MinVersion:           tls.VersionTLS12,
+		RootCAs:              c.rot.Roots(),
+		ServerName:           c.serverName,
+		GetClientCertificate: c.rot.GetClientCertificate,
+	})
+}
+
+func (c *rotatingTLS) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return c.current().ClientHandshake(ctx, authority, conn)
+}
+
+func (c *rotatingTLS) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("agent: xDS credentials are client-only")
+}
+
+func (c *rotatingTLS) Info() credentials.ProtocolInfo { return c.current().Info() }
+
+func (c *rotatingTLS) Clone() credentials.TransportCredentials {
+	return &rotatingTLS{rot: c.rot, serverName: c.serverName}
+}
+
+// OverrideServerName implements the (deprecated) interface method.
+func (c *rotatingTLS) OverrideServerName(name string) error {
+	c.serverName = name
+	return nil
+}
+
+// newOrigin is the upstream TLS originator: mesh mTLS with the rotator's
+// certificate and bundle (rot nil: the proxy has no identity).
+func newOrigin(cfg Config, rot *caclient.Rotator, reg prometheus.Registerer) *tlsorigin.Origin {
+	oc := tlsorigin.Config{Registerer: reg, Logger: cfg.Logger}
+	if rot != nil {
+		oc.Identity, oc.TrustDomain = rot, workloadID(cfg).TrustDomain
+	}
+	return tlsorigin.New(oc)
+}
+
+// syncUpstreamTLS makes the upstream TLS contexts of s dialable; it runs
+// before s is published.
+func syncUpstreamTLS(o *tlsorigin.Origin, s *runtime.Snapshot) {
+	var contexts []*upstream.UpstreamTLS
+	for _, name := range s.Clusters.Names() {
+		contexts = append(contexts, s.Cluster(name).TLSContexts()...)
+	}
+	o.Sync(contexts)
+}
+
+var _ tlsorigin.Identity = (*caclient.Rotator)(nil)
 
 // bootstrapToken sends "authorization: Bearer <token>" (Istio's form) on
 // xDS streams while the rotator holds no valid certificate.

@@ -135,6 +135,15 @@ type Retrier interface {
 	Retry(attempt, status int, err error) (upstream string, backoff time.Duration, ok bool)
 }
 
+// TLSRetrier is a Retrier whose attempts may need different transports:
+// endpoints of one cluster can differ in upstream TLS (Istio's auto mTLS
+// while workloads migrate). After Retry returned ok, the engine takes the
+// next attempt's Decision.UpstreamTLS from UpstreamTLS.
+type TLSRetrier interface {
+	Retrier
+	UpstreamTLS() string
+}
+
 // Upstream failure classes reported to Retry and in Summary.Err (test with
 // errors.Is).
 var (

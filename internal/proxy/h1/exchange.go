@@ -200,6 +200,9 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 		}
 		addr = next
 		sum.Upstream = next
+		if tr, ok := d.Retry.(TLSRetrier); ok {
+			d.UpstreamTLS = tr.UpstreamTLS()
+		}
 	}
 	if err != nil {
 		sum.Err = err

@@ -132,6 +132,7 @@ func (st *stream) proxy() {
 			if up, backoff, ok := d.Retry.Retry(attempt, resp.StatusCode, nil); ok {
 				_ = resp.Body.Close()
 				upstream = up
+				st.nextTLS()
 				if st.backoff(backoff) {
 					continue
 				}
@@ -144,6 +145,7 @@ func (st *stream) proxy() {
 			if d.Retry != nil && replayable && st.ctx.Err() == nil {
 				if up, backoff, ok := d.Retry.Retry(attempt, 0, err); ok {
 					upstream = up
+					st.nextTLS()
 					if st.backoff(backoff) {
 						continue
 					}
@@ -156,6 +158,13 @@ func (st *stream) proxy() {
 		st.sum.Upstream = upstream
 		st.relay(resp)
 		return
+	}
+}
+
+// nextTLS takes the next attempt's upstream TLS key (see h1.TLSRetrier).
+func (st *stream) nextTLS() {
+	if tr, ok := st.d.Retry.(h1.TLSRetrier); ok {
+		st.d.UpstreamTLS = tr.UpstreamTLS()
 	}
 }
 

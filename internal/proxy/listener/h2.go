@@ -16,11 +16,20 @@ import (
 // own header timeout then applies).
 const sniffTimeout = 10 * time.Second
 
+// isH2 reports whether c starts with the HTTP/2 connection preface. Inside
+// mesh mTLS the ALPN is Istio's ("istio", ...), which says nothing about
+// the protocol the client speaks, so the decrypted stream is sniffed too.
+func isH2(c net.Conn) bool {
+	if pc, ok := c.(*PeerConn); ok {
+		return pc.startsWithH2Preface()
+	}
+	return isH2c(c)
+}
+
 // isH2c reports whether c starts with the HTTP/2 connection preface (h2c
 // prior knowledge: gRPC and HTTP/2 clients without TLS). It peeks with
 // MSG_PEEK, so nothing is consumed and HTTP/1.1 connections reach the h1
-// engine untouched (raw socket I/O included). Connections that are not a
-// plain socket (TLS-terminated inbound) are HTTP/1.1: ALPN never offers h2 there.
+// engine untouched (raw socket I/O included).
 func isH2c(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {

@@ -70,6 +70,13 @@ type Config struct {
 	// InboundTLS terminates mesh mTLS on chains with a DownstreamTlsContext
 	// (tls_inbound.go); nil refuses connections that land on such a chain.
 	InboundTLS *InboundTLS
+	// UpstreamDial establishes upstream connections of the HTTP pools and
+	// TCP relays: tlsKey is the endpoint's upstream TLS context
+	// (upstream.UpstreamTLS.Key, "" for plain TCP). Nil dials plain TCP
+	// (and connections that need TLS fail).
+	UpstreamDial func(ctx context.Context, network, addr, tlsKey string) (net.Conn, error)
+	// UpstreamPeer is router.Config.UpstreamPeer (outbound telemetry).
+	UpstreamPeer func(addr, tlsKey string) string
 }
 
 // Manager owns the proxy's listening sockets and the servers behind them.
@@ -109,12 +116,12 @@ func New(cfg Config) *Manager {
 	return &Manager{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "listener"),
-		pool:     h1.NewPool(h1.PoolConfig{}),
+		pool:     h1.NewPool(h1.PoolConfig{Dial: cfg.UpstreamDial}),
 		origDst:  capture.OriginalDst,
 		bound:    map[string]*bound{},
 		servers:  map[string]*h1.Server{},
 		h2s:      map[string]*h2.Server{},
-		h2pool:   h2.NewPool(h2.PoolConfig{}),
+		h2pool:   h2.NewPool(h2.PoolConfig{Dial: cfg.UpstreamDial}),
 		tcpConns: map[net.Conn]struct{}{},
 	}
 }
@@ -251,7 +258,7 @@ func (m *Manager) server(key string, rep telemetry.Reporter, src func() router.T
 	if m.closed {
 		return nil
 	}
-	rt := router.New(router.Config{Holder: m.cfg.Holder, Source: src(), Metrics: m.cfg.Metrics, Reporter: rep, Logger: m.log})
+	rt := router.New(router.Config{Holder: m.cfg.Holder, Source: src(), Metrics: m.cfg.Metrics, Reporter: rep, UpstreamPeer: m.cfg.UpstreamPeer, Logger: m.log})
 	cfg := m.cfg.H1
 	cfg.Router, cfg.Observer, cfg.Pool, cfg.Logger = rt, rt, m.pool, m.cfg.Logger
 	if key == ExplicitListenerName {
@@ -273,7 +280,7 @@ func (m *Manager) serveHTTP(c net.Conn, key string, rep telemetry.Reporter, src 
 		c.Close()
 		return
 	}
-	if key != ExplicitListenerName && isH2c(c) {
+	if isH2(c) {
 		m.mu.Lock()
 		hs := m.h2s[key]
 		m.mu.Unlock()

@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"context"
 	"net"
 	"time"
 
@@ -57,6 +58,20 @@ func (m *Manager) forwardTo(c net.Conn, cl *upstream.Cluster, ep *upstream.Endpo
 		return
 	}
 	defer m.untrack(c)
+	// The transport to the upstream: the endpoint's TLS context, or for an
+	// ORIGINAL_DST cluster what an endpoint without metadata would get.
+	var ut *upstream.UpstreamTLS
+	switch {
+	case ep != nil:
+		ut = ep.TLS
+	case cl != nil:
+		ut = cl.PassthroughTLS()
+	}
+	if ut != nil && ut.Unavailable != "" {
+		m.log.Debug("tcp: upstream TLS unavailable", "addr", addr, "reason", ut.Unavailable)
+		c.Close()
+		return
+	}
 	if cl != nil {
 		if !cl.Acquire(upstream.Connections) {
 			c.Close()
@@ -72,8 +87,35 @@ func (m *Manager) forwardTo(c net.Conn, cl *upstream.Cluster, ep *upstream.Endpo
 	if cl != nil {
 		cfg.ConnectTimeout = cl.ConnectTimeout
 	}
+	if dial := m.cfg.UpstreamDial; dial != nil {
+		key := ""
+		if ut != nil {
+			key = ut.Key
+		}
+		cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dial(ctx, network, addr, key)
+		}
+	}
+	if pa, ok := c.RemoteAddr().(*PeerAddr); ok { // inbound mTLS: the caller's identity
+		dest = dest.Peer(pa.PeerPrincipal())
+	}
+	p := tcp.New(cfg)
+	up, err := p.Dial(addr)
+	if err != nil {
+		m.log.Debug("tcp: upstream connect failed", "addr", addr, "err", err)
+		dest.TCPOpened()
+		if ep != nil {
+			ep.ReportResult(0, route.ErrConnectFailure)
+		}
+		c.Close()
+		dest.TCPClosed(0, 0)
+		return
+	}
+	if pp, ok := up.(interface{ PeerPrincipal() string }); ok { // outbound mTLS: the server's identity
+		dest = dest.Peer(pp.PeerPrincipal())
+	}
 	dest.TCPOpened()
-	st, err := tcp.New(cfg).Forward(c, addr)
+	st, err := p.Relay(c, up)
 	if ep != nil {
 		if err != nil && st.Sent == 0 && st.Received == 0 {
 			ep.ReportResult(0, route.ErrConnectFailure)

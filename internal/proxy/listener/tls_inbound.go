@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/ca/spiffe"
+	"github.com/weftmesh/weft/internal/proxy/h2"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
@@ -51,14 +52,63 @@ const (
 )
 
 // PeerConn is an inbound connection on which the proxy terminated mesh
-// mTLS. Telemetry and authorization read the caller's identity from it.
+// mTLS. Telemetry and authorization read the caller's identity from it,
+// or from its RemoteAddr (a *PeerAddr) where only the address travels.
 type PeerConn struct {
 	*tls.Conn
-	id spiffe.ID
+	id      spiffe.ID
+	addr    net.Addr
+	pending []byte // read while sniffing the protocol; Read returns it first
 }
 
 // PeerID is the verified SPIFFE ID of the caller.
 func (c *PeerConn) PeerID() spiffe.ID { return c.id }
+
+// RemoteAddr is the caller's address with its identity (a *PeerAddr when
+// the underlying address is TCP). The HTTP engines keep it per
+// connection, so routing and telemetry see the caller without a lookup.
+func (c *PeerConn) RemoteAddr() net.Addr { return c.addr }
+
+// Read returns bytes consumed by protocol sniffing first.
+func (c *PeerConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// startsWithH2Preface reads up to the HTTP/2 preface from the decrypted
+// stream (bounded by sniffTimeout; an HTTP/1.1 request differs at its
+// first byte) and keeps what it read for Read.
+func (c *PeerConn) startsWithH2Preface() bool {
+	_ = c.SetReadDeadline(time.Now().Add(sniffTimeout))
+	defer c.SetReadDeadline(time.Time{})
+	buf := make([]byte, 0, h2.PrefaceLen)
+	for len(buf) < h2.PrefaceLen {
+		n, err := c.Conn.Read(buf[len(buf):h2.PrefaceLen])
+		buf = buf[:len(buf)+n]
+		if err != nil || !prefixOfPreface(buf) {
+			break
+		}
+	}
+	c.pending = append(c.pending, buf...)
+	return len(buf) == h2.PrefaceLen && h2.IsPreface(buf)
+}
+
+// PeerAddr is the remote address of a mesh mTLS connection: the TCP
+// address and the caller's verified SPIFFE ID.
+type PeerAddr struct {
+	*net.TCPAddr
+	ID spiffe.ID
+	// principal is ID as a string, computed once per connection.
+	principal string
+}
+
+// PeerPrincipal is the caller's SPIFFE ID as a string (Istio's
+// source.principal).
+func (a *PeerAddr) PeerPrincipal() string { return a.principal }
 
 // ConnectionSecurityPolicy is Istio's connection_security_policy label value.
 func (c *PeerConn) ConnectionSecurityPolicy() string { return "mutual_tls" }
@@ -140,7 +190,11 @@ func (m *Manager) terminateTLS(c net.Conn, fc *runtime.FilterChain) (*PeerConn, 
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Time{})
-	return &PeerConn{Conn: tc, id: peer}, nil
+	pc := &PeerConn{Conn: tc, id: peer, addr: tc.RemoteAddr()}
+	if ta, ok := pc.addr.(*net.TCPAddr); ok && peer != (spiffe.ID{}) {
+		pc.addr = &PeerAddr{TCPAddr: ta, ID: peer, principal: peer.String()}
+	}
+	return pc, nil
 }
 
 // serverALPN is what the proxy may negotiate: the context's ALPN and the

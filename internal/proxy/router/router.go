@@ -14,6 +14,7 @@ package router
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -42,6 +43,10 @@ const (
 	ReasonClusterNotFound   = "cluster_not_found"
 	ReasonFaultAbort        = "fault_filter_abort"
 	ReasonBlackHole         = "blackhole"
+	// ReasonTLSUnavailable: the endpoint's upstream TLS context needs
+	// something weft-proxy has no source for (e.g. a credentialName SDS
+	// secret); see upstream.UpstreamTLS.Unavailable.
+	ReasonTLSUnavailable = "upstream_tls_unavailable"
 )
 
 // Request is what routing reads of a request; *h1.Request and *h2.Request
@@ -89,8 +94,12 @@ type Config struct {
 	Source   TableSource
 	Metrics  *telemetry.Metrics // nil: no telemetry
 	Reporter telemetry.Reporter
-	Logger   *slog.Logger
-	randUint func() uint32 // tests
+	// UpstreamPeer returns the SPIFFE ID the upstream at addr presented
+	// over TLS context tlsKey ("" unknown): outbound telemetry's
+	// destination_principal. Nil: not reported.
+	UpstreamPeer func(addr, tlsKey string) string
+	Logger       *slog.Logger
+	randUint     func() uint32 // tests
 }
 
 // Router implements h1.Router and h1.Observer over a runtime.Holder.
@@ -99,6 +108,7 @@ type Router struct {
 	src      TableSource
 	metrics  *telemetry.Metrics
 	reporter telemetry.Reporter
+	peerOf   func(addr, tlsKey string) string
 	log      *slog.Logger
 	rnd      func() uint32
 
@@ -111,12 +121,14 @@ var (
 	_ h1.Router   = (*Router)(nil)
 	_ h1.Observer = (*Router)(nil)
 	_ h1.Retrier  = (*reqState)(nil)
+
+	_ h1.TLSRetrier = (*reqState)(nil)
 )
 
 // New returns a Router. Install it as both Router and Observer of an
 // h1.Server: the Observer half ends what the Router half started.
 func New(cfg Config) *Router {
-	r := &Router{holder: cfg.Holder, src: cfg.Source, metrics: cfg.Metrics, reporter: cfg.Reporter, log: cfg.Logger, rnd: cfg.randUint}
+	r := &Router{holder: cfg.Holder, src: cfg.Source, metrics: cfg.Metrics, reporter: cfg.Reporter, peerOf: cfg.UpstreamPeer, log: cfg.Logger, rnd: cfg.randUint}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -137,6 +149,10 @@ type reqState struct {
 	dest     *telemetry.Dest
 	flag     telemetry.Flag
 	wi       int // weighted cluster index picked, -1 for none
+
+	// transport
+	tlsKey string // upstream TLS context of the current attempt ("" plaintext)
+	peer   string // the caller's verified SPIFFE ID (inbound mTLS), "" otherwise
 
 	// retries
 	policy    *route.RetryPolicy
@@ -248,10 +264,14 @@ func (st *reqState) Retry(attempt, status int, err error) (string, time.Duration
 			return "", 0, false
 		}
 		next.Begin()
-		st.ep, st.addr = next, next.Addr
+		st.ep, st.addr, st.tlsKey = next, next.Addr, next.TLSKey()
 	}
 	return st.addr, p.Backoff(attempt, uint64(st.r.rnd())<<32|uint64(st.r.rnd())), true
 }
+
+// UpstreamTLS implements h1.TLSRetrier: the next attempt's endpoint may
+// use another transport than the first (auto mTLS on a mixed cluster).
+func (st *reqState) UpstreamTLS() string { return st.tlsKey }
 
 // pickRetry picks the endpoint of the next attempt, avoiding endpoints
 // already tried when the policy has previous_hosts (Envoy's
@@ -308,9 +328,19 @@ func (r *Router) finish(st *reqState, status int, err error, dur time.Duration, 
 	if st.retryHeld {
 		st.cluster.Release(upstream.Retries)
 	}
-	st.dest.Request(status, flag, dur, in, out)
+	dest := st.dest
+	switch {
+	case st.peer != "":
+		dest = dest.Peer(st.peer)
+	case st.tlsKey != "" && err == nil && r.peerOf != nil:
+		if p := r.peerOf(st.addr, st.tlsKey); p != "" {
+			dest = dest.Peer(p)
+		}
+	}
+	dest.Request(status, flag, dur, in, out)
 	st.cluster, st.ep, st.acquired, st.dest, st.flag = nil, nil, false, nil, telemetry.FlagNone
 	st.policy, st.addr, st.retryHeld, st.hash, st.hasHash = nil, "", false, 0, false
+	st.tlsKey, st.peer = "", ""
 	clear(st.tried[:st.ntried])
 	st.ntried = 0
 	r.states.Put(st)
@@ -333,8 +363,15 @@ func (r *Router) local(st *reqState, dest *telemetry.Dest, flag telemetry.Flag, 
 	return h1.Decision{Status: status, Reason: reason}
 }
 
+// peerAddr is the remote address of an inbound connection on which the
+// proxy terminated mesh mTLS (listener.PeerAddr).
+type peerAddr interface{ PeerPrincipal() string }
+
 func (r *Router) route(req Request, st *reqState) h1.Decision {
 	st.wi = -1
+	if pa, ok := req.RemoteAddr().(peerAddr); ok {
+		st.peer = pa.PeerPrincipal()
+	}
 	if req.IsConnect() {
 		// The tunnel handler resolves the authority and keeps its own
 		// telemetry (TCP metrics).
@@ -420,11 +457,14 @@ var passthroughOps = &routeOps{timeout: -1}
 
 func (r *Router) toCluster(req Request, st *reqState, c *upstream.Cluster, rt *route.Route, ops *routeOps) h1.Decision {
 	st.dest = r.metrics.Dest(r.reporter, c.Name)
-	var upstreamAddr string
+	var upstreamAddr, tlsKey string
 	if c.Type == clusterv3.Cluster_ORIGINAL_DST {
 		upstreamAddr = r.src.Passthrough(req)
 		if upstreamAddr == "" {
 			return r.local(st, st.dest, telemetry.FlagNoHealthyUpstream, 503, ReasonNoHealthyUpstream)
+		}
+		if t := c.PassthroughTLS(); t != nil {
+			tlsKey = t.Key
 		}
 	} else {
 		var hash uint64
@@ -440,15 +480,21 @@ func (r *Router) toCluster(req Request, st *reqState, c *upstream.Cluster, rt *r
 			}
 			return r.local(st, st.dest, telemetry.FlagNoHealthyUpstream, 503, ReasonNoHealthyUpstream)
 		}
+		if t := ep.TLS; t != nil && t.Unavailable != "" {
+			if r.log.Enabled(context.Background(), slog.LevelDebug) {
+				r.log.Debug("upstream TLS unavailable", "cluster", c.Name, "endpoint", ep.Addr, "reason", t.Unavailable)
+			}
+			return r.local(st, st.dest, telemetry.FlagConnectFailure, 503, ReasonTLSUnavailable)
+		}
 		if !c.Acquire(upstream.Requests) {
 			return r.local(st, st.dest, telemetry.FlagOverflow, 503, ReasonOverflow)
 		}
 		ep.Begin()
 		st.cluster, st.ep, st.acquired = c, ep, true
-		upstreamAddr = ep.Addr
+		upstreamAddr, tlsKey = ep.Addr, ep.TLSKey()
 	}
-	st.addr = upstreamAddr
-	d := h1.Decision{Upstream: upstreamAddr, Timeout: ops.timeout}
+	st.addr, st.tlsKey = upstreamAddr, tlsKey
+	d := h1.Decision{Upstream: upstreamAddr, UpstreamTLS: tlsKey, Timeout: ops.timeout}
 	d.HostRewrite = ops.hostRewrite
 	if ops.prefix != nil && bytes.HasPrefix(req.Path(), ops.prefix) {
 		st.path = append(append(st.path[:0], ops.prefixRewrite...), req.Path()[len(ops.prefix):]...)
@@ -542,8 +588,9 @@ func wcIndex(rt *route.Route, wc *route.WeightedCluster) int {
 }
 
 func remoteIP(req Request) netip.Addr {
-	if ta, ok := req.RemoteAddr().(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr()
+	// *net.TCPAddr, and listener.PeerAddr which wraps one.
+	if a, ok := req.RemoteAddr().(interface{ AddrPort() netip.AddrPort }); ok {
+		return a.AddrPort().Addr()
 	}
 	return netip.Addr{}
 }

@@ -1,10 +1,12 @@
 // Package tcp is weft-proxy's L4 forwarding path: it connects a downstream
-// connection to an upstream address and copies bytes both ways with
-// half-close, an idle timeout, byte counters and pooled buffers. The HTTP/1.1
-// engine reuses Pipe for upgraded (WebSocket) connections.
+// connection to an upstream address (plain TCP, or through a dialer that
+// originates TLS) and copies bytes both ways with half-close, an idle
+// timeout, byte counters and pooled buffers. The HTTP/1.1 engine reuses Pipe
+// for upgraded (WebSocket) connections.
 package tcp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +27,10 @@ type Config struct {
 	// IdleTimeout closes the pair when neither direction moved a byte for
 	// this long [1h]. Negative disables it.
 	IdleTimeout time.Duration
+	// Dial, when set, establishes the upstream connection (e.g. with the
+	// cluster's upstream TLS); the ctx carries the connect deadline. Nil
+	// dials plain TCP.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Stats counts one forwarded connection.
@@ -55,11 +61,38 @@ func New(cfg Config) *Proxy {
 // both directions are done. It closes down in all cases.
 func (p *Proxy) Forward(down net.Conn, addr string) (Stats, error) {
 	start := time.Now()
-	up, err := p.dialer.Dial("tcp", addr)
+	up, err := p.Dial(addr)
 	if err != nil {
 		down.Close()
-		return Stats{Duration: time.Since(start)}, fmt.Errorf("tcp: dial %s: %w", addr, err)
+		return Stats{Duration: time.Since(start)}, err
 	}
+	st, err := p.Relay(down, up)
+	st.Duration = time.Since(start)
+	return st, err
+}
+
+// Dial connects to addr within ConnectTimeout (through Config.Dial when set).
+func (p *Proxy) Dial(addr string) (net.Conn, error) {
+	if p.cfg.Dial == nil {
+		up, err := p.dialer.Dial("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("tcp: dial %s: %w", addr, err)
+		}
+		return up, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout)
+	defer cancel()
+	up, err := p.cfg.Dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tcp: dial %s: %w", addr, err)
+	}
+	return up, nil
+}
+
+// Relay copies between down and an established upstream until both
+// directions are done, then closes both.
+func (p *Proxy) Relay(down, up net.Conn) (Stats, error) {
+	start := time.Now()
 	sent, recv, err := Pipe(down, up, p.cfg.IdleTimeout)
 	return Stats{Sent: sent, Received: recv, Duration: time.Since(start)}, err
 }

@@ -41,6 +41,10 @@ func (r Reporter) String() string {
 type Identity struct {
 	Workload  string
 	Namespace string
+	// Principal is the proxy's SPIFFE ID ("" without a workload identity):
+	// the source_principal (outbound) or destination_principal (inbound)
+	// of traffic secured by mesh mTLS.
+	Principal string
 }
 
 // Flag is an Envoy response flag (the response_flags label).
@@ -77,16 +81,25 @@ var (
 var httpLabels = []string{
 	"reporter", "source_workload", "source_workload_namespace",
 	"destination_service", "destination_service_name", "destination_service_namespace",
-	"destination_workload", "destination_workload_namespace",
+	"destination_workload", "destination_workload_namespace", "source_principal", "destination_principal",
 	"response_code", "request_protocol", "response_flags", "connection_security_policy",
 }
 
 var tcpLabels = []string{
 	"reporter", "source_workload", "source_workload_namespace",
 	"destination_service", "destination_service_name", "destination_service_namespace",
-	"destination_workload", "destination_workload_namespace",
+	"destination_workload", "destination_workload_namespace", "source_principal", "destination_principal",
 	"request_protocol", "response_flags", "connection_security_policy",
 }
+
+// Indexes into Dest.base of the labels Dest.Peer sets.
+const (
+	labelSourcePrincipal      = 8
+	labelDestinationPrincipal = 9
+)
+
+// maxPeers bounds the per-destination principal variants (label cardinality).
+const maxPeers = 256
 
 // Metrics owns the proxy's Prometheus registry and the Istio metric families.
 type Metrics struct {
@@ -186,15 +199,18 @@ func ServiceOf(cluster string) (host, name, namespace string) {
 
 func (m *Metrics) newDest(r Reporter, cluster string) *Dest {
 	host, name, ns := ServiceOf(cluster)
-	d := &Dest{m: m}
 	srcW, srcNS, dstW, dstNS, policy := m.self.Workload, m.self.Namespace, "unknown", "unknown", "unknown"
 	if r == Destination {
-		// Without peer metadata exchange the caller is unknown; the
-		// connection is plaintext until mTLS is wired in.
+		// Without peer metadata exchange the caller's workload is unknown;
+		// a plaintext connection has no policy ("none"), Dest.Peer gives
+		// the mTLS variant.
 		srcW, srcNS, dstW, dstNS, policy = "unknown", "unknown", m.self.Workload, m.self.Namespace, "none"
 	}
-	d.base = []string{r.String(), srcW, srcNS, host, name, ns, dstW, dstNS}
-	d.policy = policy
+	return m.destFor(r, []string{r.String(), srcW, srcNS, host, name, ns, dstW, dstNS, "unknown", "unknown"}, policy)
+}
+
+func (m *Metrics) destFor(r Reporter, base []string, policy string) *Dest {
+	d := &Dest{m: m, r: r, base: base, policy: policy}
 	tcp := append(append([]string{}, d.base...), "tcp", "-", policy)
 	d.tcpSent = m.tcpSent.WithLabelValues(tcp...)
 	d.tcpRecv = m.tcpRecv.WithLabelValues(tcp...)
@@ -206,11 +222,62 @@ func (m *Metrics) newDest(r Reporter, cluster string) *Dest {
 // Dest is one resolved (reporter, destination) label tuple.
 type Dest struct {
 	m      *Metrics
+	r      Reporter
 	base   []string
 	policy string
 	codes  [500]atomic.Pointer[codeStats] // index: code-100, flag "-", protocol http
 
 	tcpSent, tcpRecv, tcpOpen, tcpClose prometheus.Counter
+
+	peers atomic.Pointer[map[string]*Dest] // Peer variants, copy-on-write
+}
+
+// Peer returns the label tuple of traffic to d's destination over mesh mTLS
+// with a peer whose verified SPIFFE ID is peer, as Istio labels it: a
+// destination reporter sets source_principal to the caller and
+// connection_security_policy to mutual_tls; a source reporter sets
+// destination_principal to the server. The proxy's own identity fills the
+// other principal. It does not allocate once the variant exists.
+func (d *Dest) Peer(peer string) *Dest {
+	if d == nil || peer == "" {
+		return d
+	}
+	if m := d.peers.Load(); m != nil {
+		if v := (*m)[peer]; v != nil {
+			return v
+		}
+	}
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	cur := map[string]*Dest{}
+	if m := d.peers.Load(); m != nil {
+		if v := (*m)[peer]; v != nil {
+			return v
+		}
+		if len(*m) >= maxPeers {
+			return d
+		}
+		cur = *m
+	}
+	self := d.m.self.Principal
+	if self == "" {
+		self = "unknown"
+	}
+	base := append([]string{}, d.base...)
+	policy := d.policy
+	if d.r == Destination {
+		base[labelSourcePrincipal], base[labelDestinationPrincipal], policy = peer, self, "mutual_tls"
+	} else {
+		base[labelSourcePrincipal], base[labelDestinationPrincipal] = self, peer
+	}
+	v := d.m.destFor(d.r, base, policy)
+	next := make(map[string]*Dest, len(cur)+1)
+	for k, x := range cur {
+		next[k] = x
+	}
+	next[peer] = v
+	d.peers.Store(&next)
+	return v
 }
 
 type codeStats struct {

@@ -44,17 +44,53 @@ func TestIstioLabelsAndNoAllocs(t *testing.T) {
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/stats/prometheus", nil))
 	body, _ := io.ReadAll(rec.Body)
 	for _, want := range []string{
-		`istio_requests_total{connection_security_policy="unknown",destination_service="reviews.default.svc.cluster.local",destination_service_name="reviews",destination_service_namespace="default",destination_workload="unknown",destination_workload_namespace="unknown",reporter="source",request_protocol="http",response_code="200",response_flags="-",source_workload="productpage-v1",source_workload_namespace="default"} 1002`,
-		`reporter="destination",request_protocol="http",response_code="503",response_flags="UH",source_workload="unknown"`,
+		`istio_requests_total{connection_security_policy="unknown",destination_principal="unknown",destination_service="reviews.default.svc.cluster.local",destination_service_name="reviews",destination_service_namespace="default",destination_workload="unknown",destination_workload_namespace="unknown",reporter="source",request_protocol="http",response_code="200",response_flags="-",source_principal="unknown",source_workload="productpage-v1",source_workload_namespace="default"} 1002`,
+		`reporter="destination",request_protocol="http",response_code="503",response_flags="UH",source_principal="unknown",source_workload="unknown"`,
 		`istio_request_duration_milliseconds_bucket{`,
 		`istio_request_bytes_sum{`,
 		`istio_response_bytes_count{`,
-		`istio_tcp_sent_bytes_total{connection_security_policy="unknown",destination_service="db.default.svc.cluster.local"`,
+		`istio_tcp_sent_bytes_total{connection_security_policy="unknown",destination_principal="unknown",destination_service="db.default.svc.cluster.local"`,
 		`istio_tcp_connections_opened_total{`,
 		`istio_tcp_connections_closed_total{`,
 		`istio_tcp_received_bytes_total{`,
 	} {
 		if !strings.Contains(string(body), want) {
+			t.Errorf("exposition lacks %s", want)
+		}
+	}
+}
+
+// TestPeerPrincipals: traffic over mesh mTLS carries Istio's principal
+// labels — the caller on the destination side (with mutual_tls), the server
+// on the source side — without allocating once the variant exists.
+func TestPeerPrincipals(t *testing.T) {
+	const self, peer = "spiffe://cluster.local/ns/default/sa/productpage", "spiffe://cluster.local/ns/default/sa/reviews"
+	m := New(Identity{Workload: "productpage-v1", Namespace: "default", Principal: self})
+	in := m.Dest(Destination, "inbound|9080||productpage.default.svc.cluster.local")
+	if in.Peer("") != in {
+		t.Fatal("Peer(\"\") must be the plaintext tuple")
+	}
+	in.Peer(peer).Request(200, FlagNone, time.Millisecond, 1, 2)
+	in.Request(200, FlagNone, time.Millisecond, 1, 2)
+	in.Peer(peer).TCPOpened()
+	out := m.Dest(Source, "outbound|9080||reviews.default.svc.cluster.local")
+	out.Peer(peer).Request(200, FlagNone, time.Millisecond, 1, 2)
+	if in.Peer(peer) != in.Peer(peer) {
+		t.Fatal("variant not cached")
+	}
+	if n := testing.AllocsPerRun(1000, func() { in.Peer(peer).Request(200, FlagNone, time.Millisecond, 1, 2) }); n != 0 {
+		t.Errorf("mTLS hot path allocates %v times", n)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/stats/prometheus", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`istio_requests_total{connection_security_policy="mutual_tls",destination_principal="` + self + `",destination_service="productpage.default.svc.cluster.local",destination_service_name="productpage",destination_service_namespace="default",destination_workload="productpage-v1",destination_workload_namespace="default",reporter="destination",request_protocol="http",response_code="200",response_flags="-",source_principal="` + peer + `",source_workload="unknown",source_workload_namespace="unknown"} 1002`,
+		`istio_requests_total{connection_security_policy="none",destination_principal="unknown",destination_service="productpage.default.svc.cluster.local"`,
+		`istio_tcp_connections_opened_total{connection_security_policy="mutual_tls",destination_principal="` + self + `"`,
+		`istio_requests_total{connection_security_policy="unknown",destination_principal="` + peer + `",destination_service="reviews.default.svc.cluster.local",destination_service_name="reviews",destination_service_namespace="default",destination_workload="unknown",destination_workload_namespace="unknown",reporter="source",request_protocol="http",response_code="200",response_flags="-",source_principal="` + self + `"`,
+	} {
+		if !strings.Contains(body, want) {
 			t.Errorf("exposition lacks %s", want)
 		}
 	}
