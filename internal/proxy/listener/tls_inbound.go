@@ -6,6 +6,7 @@ package listener
 import (
 	"bufio"
 	"bytes"
+	crand "crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weftmesh/weft/internal/ca/spiffe"
@@ -38,6 +40,36 @@ type InboundTLS struct {
 	Roots func() *x509.CertPool
 	// TrustDomain is the only trust domain peers may have a SPIFFE ID in.
 	TrustDomain string
+
+	tickets ticketKeys
+}
+
+// ticketKeys are the session ticket keys of every inbound mTLS handshake.
+// Each connection gets its own tls.Config, whose automatic keys would be
+// its own too: no ticket could ever be resumed. The current key encrypts,
+// the previous one still decrypts; they rotate hourly. (On resumption Go
+// re-checks the client certificate's expiry and chain against the current
+// bundle.)
+type ticketKeys struct {
+	mu      sync.Mutex
+	keys    [][32]byte
+	created time.Time
+}
+
+const ticketKeyLifetime = time.Hour
+
+func (t *ticketKeys) current() [][32]byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.keys) == 0 || time.Since(t.created) > ticketKeyLifetime {
+		var k [32]byte
+		if _, err := crand.Read(k[:]); err != nil {
+			return nil // Go then uses its own per-config key
+		}
+		t.keys = append([][32]byte{k}, t.keys[:min(len(t.keys), 1)]...)
+		t.created = time.Now()
+	}
+	return t.keys
 }
 
 const (
@@ -183,6 +215,9 @@ func (m *Manager) terminateTLS(c net.Conn, fc *runtime.FilterChain) (*PeerConn, 
 	}
 	if ctx.RequireClientCertificate {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	if keys := it.tickets.current(); keys != nil {
+		cfg.SetSessionTicketKeys(keys)
 	}
 	tc := tls.Server(c, cfg)
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
