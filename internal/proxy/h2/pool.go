@@ -35,8 +35,10 @@ type PoolConfig struct {
 	HealthCheckInterval time.Duration
 	// Dial, when set, establishes upstream connections exactly like
 	// h1.PoolConfig.Dial: tlsKey is Decision.UpstreamTLS (empty for plain
-	// TCP, i.e. h2c prior knowledge); a TLS dialer must negotiate ALPN "h2"
-	// and return the handshaken conn. Nil dials plain TCP.
+	// TCP, i.e. h2c prior knowledge) and the returned conn is handshaken.
+	// HTTP/2 is spoken on it with prior knowledge whatever ALPN was
+	// negotiated: inside mesh mTLS the ALPN is Istio's ("istio") and the
+	// server sniffs the preface. Nil dials plain TCP.
 	Dial func(ctx context.Context, network, addr, tlsKey string) (net.Conn, error)
 }
 
