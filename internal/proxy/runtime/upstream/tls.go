@@ -373,22 +373,25 @@ var tlsVersions = map[tlsv3.TlsParameters_TlsProtocol]uint16{
 
 func tlsParams(p *tlsv3.TlsParameters, out *UpstreamTLS) error {
 	if v := p.GetTlsMinimumProtocolVersion(); v != tlsv3.TlsParameters_TLS_AUTO {
-		out.MinVersion = tlsVersions[v]
+		if out.MinVersion = tlsVersions[v]; out.MinVersion == 0 {
+			return fieldErr("tls_minimum_protocol_version", "unknown TLS version %d", v)
+		}
 	}
 	if v := p.GetTlsMaximumProtocolVersion(); v != tlsv3.TlsParameters_TLS_AUTO {
-		out.MaxVersion = tlsVersions[v]
+		if out.MaxVersion = tlsVersions[v]; out.MaxVersion == 0 {
+			return fieldErr("tls_maximum_protocol_version", "unknown TLS version %d", v)
+		}
 	}
-	switch {
-	case out.MinVersion == 0 || out.MaxVersion == 0:
-		return fieldErr("tls_minimum_protocol_version", "unknown TLS version")
-	case out.MinVersion < tls.VersionTLS12:
+	if out.MinVersion < tls.VersionTLS12 {
 		return fieldErr("tls_minimum_protocol_version", "TLS versions below 1.2 are not supported")
-	case out.MaxVersion < out.MinVersion:
-		if p.GetTlsMaximumProtocolVersion() == tlsv3.TlsParameters_TLS_AUTO {
-			out.MaxVersion = out.MinVersion // TLSv1_3 minimum with the default maximum
-		} else {
+	}
+	if out.MaxVersion < out.MinVersion {
+		if p.GetTlsMaximumProtocolVersion() != tlsv3.TlsParameters_TLS_AUTO {
 			return fieldErr("tls_maximum_protocol_version", "below tls_minimum_protocol_version")
 		}
+		out.MaxVersion = out.MinVersion // a TLSv1_3 minimum with the default maximum
+	}
+	switch {
 	case len(p.GetCipherSuites()) > 0:
 		return fieldErr("cipher_suites", "not supported (Go's TLS stack picks secure suites)")
 	case len(p.GetEcdhCurves()) > 0:

@@ -227,6 +227,13 @@ func TestUpstreamTLSRefused(t *testing.T) {
 			TlsParams: &tlsv3.TlsParameters{CipherSuites: []string{"ECDHE-RSA-AES128-GCM-SHA256"}}}}), `common_tls_context.tls_params.cipher_suites: not supported`},
 		{"TLS 1.0", tlsSocket(t, &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsParams: &tlsv3.TlsParameters{TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_0}}}), `below 1.2 are not supported`},
+		{"cipher suites next to a TLS 1.3 minimum", tlsSocket(t, &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsParams: &tlsv3.TlsParameters{TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_3, CipherSuites: []string{"X"}}}}), `tls_params.cipher_suites: not supported`},
+		{"maximum below minimum", tlsSocket(t, &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsParams: &tlsv3.TlsParameters{TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_3, TlsMaximumProtocolVersion: tlsv3.TlsParameters_TLSv1_2}}}),
+			`tls_params.tls_maximum_protocol_version: below tls_minimum_protocol_version`},
+		{"unknown TLS version", tlsSocket(t, &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsParams: &tlsv3.TlsParameters{TlsMaximumProtocolVersion: 9}}}), `tls_params.tls_maximum_protocol_version: unknown TLS version 9`},
 		{"SDS over a non-ADS source", tlsSocket(t, &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "default", SdsConfig: &corev3.ConfigSource{
 				ConfigSourceSpecifier: &corev3.ConfigSource_Path{Path: "/x"}}}}}}), `tls_certificate_sds_secret_configs[0].sds_config: only ADS config sources are supported`},
@@ -416,4 +423,38 @@ func TestTLSContextsAndPassthrough(t *testing.T) {
 	if c.PassthroughTLS() != nil {
 		t.Errorf("passthrough TLS %+v: the empty match (raw) comes before transport_socket", c.PassthroughTLS())
 	}
+}
+
+// FuzzUpstreamTLS: any bytes as an UpstreamTlsContext compile or are
+// refused; parsing never panics.
+func FuzzUpstreamTLS(f *testing.F) {
+	for _, ctx := range []*tlsv3.UpstreamTlsContext{
+		istioMutual("spiffe://cluster.local/ns/default/sa/r"),
+		withValidation(&tlsv3.CertificateValidationContext{TrustedCa: file("/ca"), VerifyCertificateHash: []string{"ab"},
+			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_DNS,
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "a.*"}}}}}}),
+		{CommonTlsContext: &tlsv3.CommonTlsContext{TlsParams: &tlsv3.TlsParameters{TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_3}}},
+	} {
+		b, err := proto.Marshal(ctx)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var ctx tlsv3.UpstreamTlsContext
+		if proto.Unmarshal(b, &ctx) != nil {
+			return
+		}
+		u, err := upstreamTLS(tlsSocket(t, &ctx), "m")
+		if err == nil && (u == nil || !strings.HasPrefix(u.Key, "tls:")) {
+			t.Fatalf("compiled without a key: %+v", u)
+		}
+		if u != nil {
+			for i := range u.Validation.SANs {
+				u.Validation.SANs[i].Match(SANDNS, "*.example.com")
+				_ = u.Validation.SANs[i].String()
+			}
+		}
+	})
 }
