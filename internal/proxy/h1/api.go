@@ -179,6 +179,7 @@ type Request struct {
 	proto                             Proto
 	headers                           []Header
 	remote                            net.Addr
+	conn                              net.Conn
 
 	contentLength  int64 // -1: none
 	chunked        bool
@@ -211,6 +212,11 @@ func (r *Request) Proto() Proto { return r.proto }
 // RemoteAddr returns the client address.
 func (r *Request) RemoteAddr() net.Addr { return r.remote }
 
+// Conn returns the client connection the request arrived on, e.g. a
+// connection the proxy terminated mTLS on, whose peer identity authorization
+// reads. Only for inspection: reading or writing it would corrupt the exchange.
+func (r *Request) Conn() net.Conn { return r.conn }
+
 // IsConnect reports a CONNECT request; Host then returns its authority.
 func (r *Request) IsConnect() bool { return r.connect }
 
@@ -235,8 +241,8 @@ func (r *Request) VisitHeaders(fn func(name, value []byte)) {
 }
 
 func (r *Request) reset() {
-	h, remote := r.headers[:0], r.remote
-	*r = Request{headers: h, remote: remote, contentLength: -1}
+	h, remote, conn := r.headers[:0], r.remote, r.conn
+	*r = Request{headers: h, remote: remote, conn: conn, contentLength: -1}
 }
 
 // equalFold reports whether b equals s ignoring ASCII case.

@@ -238,12 +238,12 @@ func (s *Server) run(cn *conn) {
 		s.mu.Unlock()
 		cn.c, cn.rd.conn, cn.w.conn, cn.rd.raw, cn.w.raw = nil, nil, nil, nil, nil
 		cn.req.reset()
-		cn.req.remote = nil
+		cn.req.remote, cn.req.conn = nil, nil
 		if cap(cn.w.buf) <= 4*writeBufSize {
 			s.connFree.Put(cn)
 		}
 	}()
-	cn.req.remote = cn.c.RemoteAddr()
+	cn.req.remote, cn.req.conn = cn.c.RemoteAddr(), cn.c
 	cn.serve()
 }
 

@@ -44,9 +44,9 @@ type stream struct {
 	deadline time.Time       // zero: none
 }
 
-func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, remote net.Addr) {
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, remote net.Addr, conn net.Conn) {
 	start := time.Now()
-	st := &stream{s: s, w: w, r: r, req: newRequest(r, remote)}
+	st := &stream{s: s, w: w, r: r, req: newRequest(r, remote, conn)}
 	if o := s.cfg.Observer; o != nil {
 		o.RequestStart(st.req)
 	}

@@ -111,7 +111,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		Context:    context.Background(),
 		BaseConfig: s.base,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			s.serveStream(w, r, remote)
+			s.serveStream(w, r, remote, c)
 		}),
 	})
 }

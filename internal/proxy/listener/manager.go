@@ -336,7 +336,7 @@ func (m *Manager) serveCaptured(name string, c net.Conn) {
 		rep = telemetry.Destination
 	}
 	switch {
-	case fc.HTTP != nil && (fc.HTTP.RouteTable != nil || inbound):
+	case fc.HTTP != nil && (fc.HTTP.RouteTable != nil || inbound || fc.HTTP.HasAuth()):
 		lname := l.Name
 		key := "chain|" + lname + "|" + dst.String()
 		m.serveHTTP(c, key, rep, func() router.TableSource {
@@ -346,6 +346,10 @@ func (m *Manager) serveCaptured(name string, c net.Conn) {
 		rds, port := fc.HTTP.RouteConfigName, itoa(dst.Port())
 		m.serveHTTP(c, "rds|"+rds+"|"+port, rep, func() router.TableSource { return rdsSource{name: rds, port: port} })
 	case fc.TCP != nil:
+		if !m.tcpAllowed(c, fc, dst) {
+			c.Close()
+			return
+		}
 		m.forwardTCP(c, snap, fc.TCP.PickCluster(rand.Uint32()), fc.TCP.IdleTimeout, dst.String(), rep)
 	default:
 		c.Close()

@@ -2,10 +2,13 @@ package listener
 
 import (
 	"net"
+	"net/netip"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
+	"github.com/weftmesh/weft/internal/proxy/rbac"
+	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/runtime/route"
 	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
@@ -27,6 +30,26 @@ func (m *Manager) untrack(c net.Conn) {
 	m.mu.Lock()
 	delete(m.tcpConns, c)
 	m.mu.Unlock()
+}
+
+// tcpAllowed runs a chain's network RBAC filters (Envoy's
+// envoy.filters.network.rbac) on a new connection to dst, before any
+// upstream work: the caller closes a denied connection. The decision is
+// made once, when the connection is accepted; every attribute a network
+// policy matches (peer identity, addresses, SNI) is known by then.
+func (m *Manager) tcpAllowed(c net.Conn, fc *runtime.FilterChain, dst netip.AddrPort) bool {
+	if len(fc.RBAC) == 0 {
+		return true
+	}
+	in := rbac.Input{Destination: dst}
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		in.Source = ta.AddrPort().Addr().Unmap()
+	}
+	in.Remote = in.Source
+	if p, ok := c.(router.PeerIdentity); ok {
+		in.Principal, in.SNI = p.PeerPrincipal(), p.ServerName()
+	}
+	return rbac.Allowed(fc.RBAC, &in, m.cfg.Logger)
 }
 
 // forwardTCP relays c to an endpoint of the named cluster (or to orig for

@@ -54,11 +54,22 @@ const (
 // mTLS. Telemetry and authorization read the caller's identity from it.
 type PeerConn struct {
 	*tls.Conn
-	id spiffe.ID
+	id        spiffe.ID
+	principal string // id.String(), computed once per connection
+	sni       string
 }
+
+var _ router.PeerIdentity = (*PeerConn)(nil)
 
 // PeerID is the verified SPIFFE ID of the caller.
 func (c *PeerConn) PeerID() spiffe.ID { return c.id }
+
+// PeerPrincipal is the caller's SPIFFE ID as a URI string
+// ("spiffe://td/ns/x/sa/y"), what RBAC principals match.
+func (c *PeerConn) PeerPrincipal() string { return c.principal }
+
+// ServerName is the SNI the caller sent in its ClientHello.
+func (c *PeerConn) ServerName() string { return c.sni }
 
 // ConnectionSecurityPolicy is Istio's connection_security_policy label value.
 func (c *PeerConn) ConnectionSecurityPolicy() string { return "mutual_tls" }
@@ -140,7 +151,11 @@ func (m *Manager) terminateTLS(c net.Conn, fc *runtime.FilterChain) (*PeerConn, 
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Time{})
-	return &PeerConn{Conn: tc, id: peer}, nil
+	pc := &PeerConn{Conn: tc, id: peer, sni: tc.ConnectionState().ServerName}
+	if peer.TrustDomain != "" { // no client certificate (not required): no principal
+		pc.principal = peer.String()
+	}
+	return pc, nil
 }
 
 // serverALPN is what the proxy may negotiate: the context's ALPN and the
@@ -353,6 +368,10 @@ func (m *Manager) serveExplicitInbound(c net.Conn) {
 			return &chainSource{listener: l.Name, ci: ci}
 		})
 	case fc.TCP != nil:
+		if !m.tcpAllowed(c, fc, dst) {
+			c.Close()
+			return
+		}
 		m.forwardTCP(c, snap, fc.TCP.PickCluster(rand.Uint32()), fc.TCP.IdleTimeout, "", telemetry.Destination)
 	default:
 		c.Close()

@@ -28,6 +28,8 @@ import (
 
 	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/h2"
+	"github.com/weftmesh/weft/internal/proxy/jwtauthn"
+	"github.com/weftmesh/weft/internal/proxy/rbac"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/runtime/route"
 	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
@@ -36,6 +38,8 @@ import (
 
 // Reasons sent in x-weft-reason for local answers.
 const (
+	ReasonRBACDenied        = "rbac_access_denied"
+	ReasonJWTFailed         = "jwt_authn_failed"
 	ReasonRouteNotFound     = "route_not_found"
 	ReasonNoHealthyUpstream = "no_healthy_upstream"
 	ReasonOverflow          = "upstream_overflow"
@@ -51,16 +55,42 @@ type Request interface {
 	Method() []byte
 	Path() []byte
 	RawQuery() []byte
+	Target() []byte
 	Host() []byte
 	Header(name string) ([]byte, bool)
 	RemoteAddr() net.Addr
+	// Conn is the client connection, for its peer identity (PeerIdentity).
+	Conn() net.Conn
 	IsConnect() bool
 }
 
 var (
-	_ Request = (*h1.Request)(nil)
-	_ Request = (*h2.Request)(nil)
+	_ Request          = (*h1.Request)(nil)
+	_ Request          = (*h2.Request)(nil)
+	_ rbac.HTTPRequest = Request(nil)
+	_ jwtauthn.Request = Request(nil)
 )
+
+// PeerIdentity is implemented by connections on which the proxy terminated
+// mesh mTLS (listener.PeerConn): authorization matches the caller's
+// verified SPIFFE ID and the SNI it sent.
+type PeerIdentity interface {
+	PeerPrincipal() string
+	ServerName() string
+}
+
+// HCMSource is implemented by sources that serve one filter chain's HTTP
+// connection manager (inbound): the router reads the route table from it
+// and first runs its jwt_authn and RBAC filters, as Envoy runs an HCM's
+// HTTP filters before the router filter.
+type HCMSource interface {
+	TableSource
+	// HCM returns the connection manager serving req in s, or nil (404).
+	HCM(s *runtime.Snapshot, req Request) *runtime.HTTPConnectionManager
+	// Destination is the (original) destination address of the
+	// connections the source serves: RBAC's destination_ip and _port.
+	Destination() netip.AddrPort
+}
 
 // TableSource says which route table serves a request. Implementations are
 // per listener kind: the explicit HTTP proxy picks the table by the port in
@@ -97,6 +127,7 @@ type Config struct {
 type Router struct {
 	holder   *runtime.Holder
 	src      TableSource
+	hcmSrc   HCMSource // src, when it is one
 	metrics  *telemetry.Metrics
 	reporter telemetry.Reporter
 	log      *slog.Logger
@@ -123,6 +154,7 @@ func New(cfg Config) *Router {
 	if r.rnd == nil {
 		r.rnd = rand.Uint32
 	}
+	r.hcmSrc, _ = cfg.Source.(HCMSource)
 	r.states.New = func() any { return &reqState{r: r} }
 	r.noRoute = cfg.Metrics.Dest(cfg.Reporter, "unknown")
 	return r
@@ -147,6 +179,9 @@ type reqState struct {
 	tried     [maxTracked]*upstream.Endpoint
 	ntried    int
 
+	// header outputs of jwt_authn for the upstream request
+	jwt jwtauthn.Result
+
 	// scratch reused across requests
 	setReq, addReq, setResp, addResp []h1.Header
 	rmReq                            [][]byte
@@ -161,6 +196,17 @@ func (r *Router) Route(req *h1.Request) h1.Decision {
 	st := r.states.Get().(*reqState)
 	d := r.route(req, st)
 	d.State = st
+	return d
+}
+
+// route decides one request: inbound authentication and authorization
+// first, then routing; jwt_authn's header outputs are added to a
+// forwarded request's mutations.
+func (r *Router) route(req Request, st *reqState) h1.Decision {
+	d := r.decide(req, st)
+	if d.Status == 0 && (len(st.jwt.Set) > 0 || len(st.jwt.Remove) > 0) {
+		r.jwtHeaders(st, &d)
+	}
 	return d
 }
 
@@ -311,6 +357,7 @@ func (r *Router) finish(st *reqState, status int, err error, dur time.Duration, 
 	st.dest.Request(status, flag, dur, in, out)
 	st.cluster, st.ep, st.acquired, st.dest, st.flag = nil, nil, false, nil, telemetry.FlagNone
 	st.policy, st.addr, st.retryHeld, st.hash, st.hasHash = nil, "", false, 0, false
+	st.jwt = jwtauthn.Result{}
 	clear(st.tried[:st.ntried])
 	st.ntried = 0
 	r.states.Put(st)
@@ -333,7 +380,7 @@ func (r *Router) local(st *reqState, dest *telemetry.Dest, flag telemetry.Flag, 
 	return h1.Decision{Status: status, Reason: reason}
 }
 
-func (r *Router) route(req Request, st *reqState) h1.Decision {
+func (r *Router) decide(req Request, st *reqState) h1.Decision {
 	st.wi = -1
 	if req.IsConnect() {
 		// The tunnel handler resolves the authority and keeps its own
@@ -341,7 +388,25 @@ func (r *Router) route(req Request, st *reqState) h1.Decision {
 		return h1.Decision{Tunnel: true}
 	}
 	snap := r.holder.Load()
-	table := r.src.Table(snap, req)
+	var table *runtime.RouteTable
+	var hcm *runtime.HTTPConnectionManager
+	if r.hcmSrc != nil {
+		if hcm = r.hcmSrc.HCM(snap, req); hcm != nil {
+			table = hcm.RouteTable
+			if table == nil {
+				table = snap.RouteTable(hcm.RouteConfigName)
+			}
+		}
+	} else {
+		table = r.src.Table(snap, req)
+	}
+	if hcm != nil && hcm.HasAuth() {
+		// Like Envoy's HTTP filters, authentication and authorization
+		// decide before routing does (a denied request to no route is 403).
+		if d, done := r.authorize(req, st, hcm, table); done {
+			return d
+		}
+	}
 	if table == nil {
 		if fs, ok := r.src.(FallbackSource); ok {
 			if c := fs.Fallback(snap); c != nil {
@@ -530,7 +595,72 @@ func (r *Router) redirect(req Request, st *reqState, red *route.Redirect) h1.Dec
 	return h1.Decision{Status: red.Status, Body: []byte{}, SetResponseHeaders: st.setResp}
 }
 
-var locationName = []byte("location")
+var (
+	locationName        = []byte("location")
+	wwwAuthenticateName = []byte("www-authenticate")
+	rbacDeniedBody      = []byte(rbac.DeniedBody)
+)
+
+// authorize runs an inbound HCM's jwt_authn and RBAC filters. done is true
+// when the request was answered locally: 401/403 from jwt_authn with
+// Envoy's text, or 403 "RBAC: access denied" (response flag RBAC). It does
+// no upstream work and, without a token, no allocation.
+func (r *Router) authorize(req Request, st *reqState, hcm *runtime.HTTPConnectionManager, table *runtime.RouteTable) (h1.Decision, bool) {
+	var md map[string]any
+	if hcm.JWT != nil {
+		res, fail := hcm.JWT.Verify(req, time.Now())
+		if fail != nil {
+			d := r.local(st, r.destFor(req, table), telemetry.FlagNone, fail.Code, ReasonJWTFailed)
+			d.Body = []byte(fail.Body)
+			if fail.WWWAuthenticate != "" {
+				st.setResp = append(st.setResp[:0], h1.Header{Name: wwwAuthenticateName, Value: []byte(fail.WWWAuthenticate)})
+				d.SetResponseHeaders = st.setResp
+			}
+			return d, true
+		}
+		md, st.jwt = res.Metadata, res
+	}
+	if len(hcm.RBAC) == 0 {
+		return h1.Decision{}, false
+	}
+	in := rbac.Input{Source: remoteIP(req), Destination: r.hcmSrc.Destination(), HTTP: req, JWT: md}
+	in.Remote = in.Source
+	if p, ok := req.Conn().(PeerIdentity); ok {
+		in.Principal, in.SNI = p.PeerPrincipal(), p.ServerName()
+	}
+	if rbac.Allowed(hcm.RBAC, &in, r.log) {
+		return h1.Decision{}, false
+	}
+	st.jwt = jwtauthn.Result{}
+	d := r.local(st, r.destFor(req, table), telemetry.FlagRBAC, 403, ReasonRBACDenied)
+	d.Body = rbacDeniedBody
+	return d, true
+}
+
+// destFor is the telemetry destination of a request answered before
+// routing: the cluster of the route it would have taken.
+func (r *Router) destFor(req Request, table *runtime.RouteTable) *telemetry.Dest {
+	if table != nil {
+		if rt := table.Select(req.Host(), req.Path(), req.Method(), req.Header, req.RawQuery()); rt != nil && rt.ClusterName != "" {
+			return r.metrics.Dest(r.reporter, rt.ClusterName)
+		}
+	}
+	return r.noRoute
+}
+
+// jwtHeaders adds jwt_authn's outputs (token removal, payload and claim
+// headers) to a forwarded request's mutations, in st's scratch space.
+func (r *Router) jwtHeaders(st *reqState, d *h1.Decision) {
+	st.rmReq = append(st.rmReq[:0], d.RemoveRequestHeaders...)
+	for _, n := range st.jwt.Remove {
+		st.rmReq = append(st.rmReq, []byte(n))
+	}
+	st.setReq = append(st.setReq[:0], d.SetRequestHeaders...)
+	for _, h := range st.jwt.Set {
+		st.setReq = append(st.setReq, h1.Header{Name: []byte(h.Name), Value: []byte(h.Value)})
+	}
+	d.RemoveRequestHeaders, d.SetRequestHeaders = st.rmReq, st.setReq
+}
 
 func wcIndex(rt *route.Route, wc *route.WeightedCluster) int {
 	for i := range rt.Weighted {
