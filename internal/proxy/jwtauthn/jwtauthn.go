@@ -762,9 +762,10 @@ var algorithms = []jose.SignatureAlgorithm{
 // maxTokenBytes bounds a token's length before any parsing.
 const maxTokenBytes = 16 << 10
 
-// verifyToken finds the provider for a token (issuer and location) and
-// verifies it. prov is the provider that verified it, or the one it failed
-// with (nil for an unknown issuer or malformed token).
+// verifyToken finds the providers for a token (issuer and location) and
+// verifies it with each until one succeeds (several RequestAuthentications
+// may configure one issuer). prov is the provider that verified it, or the
+// first it failed with (nil for an unknown issuer or a malformed token).
 func verifyToken(tok string, loc location, provs []*provider, now time.Time) (Status, *provider, map[string]any) {
 	if len(tok) > maxTokenBytes || strings.Count(tok, ".") != 2 {
 		return StatusBadFormat, nil, nil
@@ -773,28 +774,36 @@ func verifyToken(tok string, loc location, provs []*provider, now time.Time) (St
 	if !ok {
 		return StatusBadFormat, nil, nil
 	}
-	var p *provider
-	for _, c := range provs {
-		if c.issuer == iss && c.hasLocation(loc) {
-			p = c
-			break
+	st, failed := StatusUnknownIssuer, (*provider)(nil)
+	for _, p := range provs {
+		if p.issuer != iss || !p.hasLocation(loc) {
+			continue
+		}
+		s, claims := p.verify(tok, now)
+		if s == StatusOK {
+			return StatusOK, p, claims
+		}
+		if failed == nil {
+			st, failed = s, p
 		}
 	}
-	if p == nil {
-		return StatusUnknownIssuer, nil, nil
-	}
+	return st, failed, nil
+}
+
+// verify checks tok's signature (or finds it in the cache) and claims.
+func (p *provider) verify(tok string, now time.Time) (Status, map[string]any) {
 	claims, ok := p.cache.get(tok, now)
 	if !ok {
 		var st Status
 		if st, claims = p.verifySignature(tok); st != StatusOK {
-			return st, p, nil
+			return st, nil
 		}
 	}
 	if st := p.checkClaims(claims, now); st != StatusOK {
-		return st, p, nil
+		return st, nil
 	}
 	p.cache.put(tok, claims, now)
-	return StatusOK, p, claims
+	return StatusOK, claims
 }
 
 func (p *provider) hasLocation(loc location) bool {

@@ -546,3 +546,28 @@ func BenchmarkVerifyCachedToken(b *testing.B) {
 		}
 	}
 }
+
+// TestSameIssuerTwoProviders: two RequestAuthentications may configure one
+// issuer with different key sets; a token verified by either passes.
+func TestSameIssuerTwoProviders(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	a, b := newSigner(t, jose.RS256, "a"), newSigner(t, jose.RS256, "b")
+	pb := istioShape(localProvider(a.jwks))
+	pb.Providers["q"] = localProvider(b.jwks)
+	pb.Rules[0].RequirementType = &jwtv3.RequirementRule_Requires{Requires: &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_RequiresAny{
+		RequiresAny: &jwtv3.JwtRequirementOrList{Requirements: []*jwtv3.JwtRequirement{
+			{RequiresType: &jwtv3.JwtRequirement_ProviderName{ProviderName: "p"}},
+			{RequiresType: &jwtv3.JwtRequirement_ProviderName{ProviderName: "q"}},
+			{RequiresType: &jwtv3.JwtRequirement_AllowMissing{}},
+		}}}}}
+	f := compile(t, pb)
+	for _, s := range []*signer{a, b} {
+		if _, fail := f.Verify(newReq("/", "Authorization", "Bearer "+s.token(t, claims(now))), now); fail != nil {
+			t.Fatalf("token of %s refused: %+v", s.jwks[:40], fail)
+		}
+	}
+	c := newSigner(t, jose.RS256, "a")
+	if _, fail := f.Verify(newReq("/", "Authorization", "Bearer "+c.token(t, claims(now))), now); fail == nil || fail.Status != StatusVerificationFails {
+		t.Fatalf("a token neither verifies: %+v", fail)
+	}
+}
