@@ -24,6 +24,7 @@ import (
 	"github.com/weftmesh/weft/internal/dnsproxy"
 	"github.com/weftmesh/weft/internal/proxy/admin"
 	"github.com/weftmesh/weft/internal/proxy/health"
+	"github.com/weftmesh/weft/internal/proxy/jwtauthn"
 	"github.com/weftmesh/weft/internal/proxy/listener"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
@@ -151,7 +152,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.DomainSuffix = "cluster.local"
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), quit: make(chan struct{})}
-	a.holder = runtime.NewHolder(nil)
+	a.holder = runtime.NewHolder(runtime.Empty(runtime.Options{JWKS: jwtauthn.NewKeyCache(jwtauthn.KeyCacheConfig{Logger: cfg.Logger})}))
 	a.metrics = telemetry.New(telemetry.Identity{Workload: cfg.WorkloadName, Namespace: cfg.Namespace})
 	node := Node(cfg)
 	var err error

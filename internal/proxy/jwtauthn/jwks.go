@@ -94,7 +94,9 @@ type KeyCache struct {
 
 // KeyCacheConfig configures a KeyCache.
 type KeyCacheConfig struct {
-	// Client fetches the key sets; nil uses a client with the system roots.
+	// Client fetches the key sets; nil uses a client with the system roots
+	// that dials directly (HTTP_PROXY is for the application, not for
+	// the proxy's own fetches).
 	Client *http.Client
 	// Logger receives fetch failures (component jwt).
 	Logger *slog.Logger
@@ -106,7 +108,9 @@ type KeyCacheConfig struct {
 func NewKeyCache(cfg KeyCacheConfig) *KeyCache {
 	c := &KeyCache{client: cfg.Client, log: cfg.Logger, now: cfg.Now, entries: map[string]*remoteKeys{}}
 	if c.client == nil {
-		c.client = &http.Client{}
+		c.client = &http.Client{Transport: &http.Transport{
+			Proxy: nil, ForceAttemptHTTP2: true, MaxIdleConns: 4, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second,
+		}}
 	}
 	if c.log == nil {
 		c.log = slog.Default()
