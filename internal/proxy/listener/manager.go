@@ -251,7 +251,7 @@ func (m *Manager) server(key string, rep telemetry.Reporter, src func() router.T
 	if m.closed {
 		return nil
 	}
-	rt := router.New(router.Config{Holder: m.cfg.Holder, Source: src(), Metrics: m.cfg.Metrics, Reporter: rep, Logger: m.log})
+	rt := router.New(router.Config{Holder: m.cfg.Holder, Source: src(), Metrics: m.cfg.Metrics, Reporter: rep, Logger: m.cfg.Logger})
 	cfg := m.cfg.H1
 	cfg.Router, cfg.Observer, cfg.Pool, cfg.Logger = rt, rt, m.pool, m.cfg.Logger
 	if key == ExplicitListenerName {

@@ -119,6 +119,8 @@ type Config struct {
 	Source   TableSource
 	Metrics  *telemetry.Metrics // nil: no telemetry
 	Reporter telemetry.Reporter
+	// Logger is the base logger: RBAC audit, shadow and denial lines carry
+	// component=rbac.
 	Logger   *slog.Logger
 	randUint func() uint32 // tests
 }
