@@ -384,7 +384,12 @@ func (st *stream) local(status int, reason string, body []byte) {
 	if st.req.grpc {
 		code := grpcCodeForHTTP(status)
 		msg := reason
-		if msg == "" {
+		switch {
+		case len(body) > 0 && status >= 400:
+			// An answer with a text (RBAC's "RBAC: access denied", a JWT
+			// failure) carries it as the message, as Envoy's local replies do.
+			msg = string(body)
+		case msg == "":
 			msg = http.StatusText(status)
 		}
 		h.Set("Content-Type", "application/grpc")
