@@ -770,6 +770,14 @@ func verifyToken(tok string, loc location, provs []*provider, now time.Time) (St
 	if len(tok) > maxTokenBytes || strings.Count(tok, ".") != 2 {
 		return StatusBadFormat, nil, nil
 	}
+	// A token seen before is found without decoding it again.
+	for _, p := range provs {
+		if p.hasLocation(loc) {
+			if claims, ok := p.cache.get(tok, now); ok && p.checkClaims(claims, now) == StatusOK {
+				return StatusOK, p, claims
+			}
+		}
+	}
 	iss, ok := unverifiedIssuer(tok)
 	if !ok {
 		return StatusBadFormat, nil, nil

@@ -571,3 +571,24 @@ func TestSameIssuerTwoProviders(t *testing.T) {
 		t.Fatalf("a token neither verifies: %+v", fail)
 	}
 }
+
+// BenchmarkVerifySignature: the cost of a token not in the cache.
+func BenchmarkVerifySignature(b *testing.B) {
+	for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.RS256} {
+		b.Run(string(alg), func(b *testing.B) {
+			s := newSigner(b, alg, "k")
+			f, err := Compile(istioShape(localProvider(s.jwks)), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tok := s.token(b, claims(time.Now()))
+			p := f.providers["p"]
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if st, _ := p.verifySignature(tok); st != StatusOK {
+					b.Fatal(st)
+				}
+			}
+		})
+	}
+}
