@@ -34,7 +34,7 @@ var spaceDelimitedByDefault = []string{"scope", "permission"}
 // workload whose labels match; own namespace: no selector or matching
 // labels; targetRef(s): gateways only).
 func RequestAuthenticationsFor(m *model.Snapshot, p *model.Proxy) []*config.Object {
-	return selectPolicies(m.Config.List(config.KindRequestAuthentication), m.Mesh.RootNamespace, p,
+	return selectPolicies(m.RequestAuthentications(), m.Mesh.RootNamespace, p,
 		func(o *config.Object) (*typev1beta1.WorkloadSelector, bool) {
 			ra, ok := o.Spec.(*securityv1.RequestAuthentication)
 			if !ok {
