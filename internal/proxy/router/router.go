@@ -151,6 +151,7 @@ type reqState struct {
 	setReq, addReq, setResp, addResp []h1.Header
 	rmReq                            [][]byte
 	path, loc, origin                []byte
+	mirrors                          []h1.Mirror
 }
 
 // maxTracked bounds the endpoints remembered for previous_hosts.
@@ -411,6 +412,9 @@ func (r *Router) route(req Request, st *reqState) h1.Decision {
 	if d.Status == 0 {
 		if corsOK && !preflight {
 			corsResponse(st, &d, rt.Cors, origin)
+		}
+		if len(rt.Mirrors) > 0 {
+			r.mirror(st, &d, rt.Mirrors)
 		}
 		d.Delay = delay
 		if p := rt.Retry; p != nil {
