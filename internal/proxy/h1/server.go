@@ -51,6 +51,9 @@ type Config struct {
 	// TunnelHandler serves CONNECT requests the Router marks Tunnel; nil
 	// answers them 501.
 	TunnelHandler TunnelHandler
+	// Mirrorer sends shadow copies of requests whose Decision has Mirrors;
+	// nil ignores Mirrors.
+	Mirrorer Mirrorer
 	// RawIO switches client sockets to raw non-blocking reads/writes
 	// (rawio.go): about 20 % less CPU per request at moderate load, but it
 	// measured worse p99 tails, so it is opt-in until that is understood.

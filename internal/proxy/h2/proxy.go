@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -124,6 +125,9 @@ func (st *stream) proxy() {
 	// while the transport has not read from it (connect failures).
 	bodiless := r.Body == nil || r.Body == http.NoBody || (r.ContentLength == 0 && !st.req.grpc)
 	upstream := d.Upstream
+	if len(d.Mirrors) > 0 && st.s.cfg.Mirrorer != nil && !st.req.grpc {
+		st.mirror(bodiless)
+	}
 	for attempt := 1; ; attempt++ {
 		st.sum.Attempts = attempt
 		out := st.outRequest(upstream, body, bodiless)
@@ -157,6 +161,28 @@ func (st *stream) proxy() {
 		st.relay(resp)
 		return
 	}
+}
+
+// mirror hands a shadow copy of a bodiless stream, as an HTTP/1.1 head with
+// "-shadow" appended to the host, to the Mirrorer.
+func (st *stream) mirror(bodiless bool) {
+	m := st.s.cfg.Mirrorer
+	if !bodiless {
+		m.Mirror(nil, nil, true, st.d.Mirrors)
+		return
+	}
+	out := st.outRequest(st.d.Upstream, nil, true)
+	host, port, err := net.SplitHostPort(out.Host)
+	if err != nil {
+		out.Host += "-shadow"
+	} else {
+		out.Host = net.JoinHostPort(host+"-shadow", port)
+	}
+	var b bytes.Buffer
+	if err := out.Write(&b); err != nil {
+		return
+	}
+	m.Mirror(b.Bytes(), nil, false, st.d.Mirrors)
 }
 
 // backoff waits d; false if the stream ended meanwhile.

@@ -25,6 +25,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/capture"
 	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/h2"
+	"github.com/weftmesh/weft/internal/proxy/mirror"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
@@ -86,6 +87,7 @@ type Manager struct {
 	servers  map[string]*h1.Server
 	h2s      map[string]*h2.Server // same keys and routers as servers
 	h2pool   *h2.Pool
+	mirror   *mirror.Sender
 	tcpConns map[net.Conn]struct{}
 	closed   bool
 	draining atomic.Bool
@@ -106,8 +108,15 @@ func New(cfg Config) *Manager {
 	if !cfg.BindAddr.IsValid() {
 		cfg.BindAddr = netip.IPv4Unspecified()
 	}
+	mir := mirror.New(mirror.Config{Logger: cfg.Logger})
+	if cfg.Metrics != nil {
+		for _, c := range mir.Collectors() {
+			_ = cfg.Metrics.Registry().Register(c) // a second Manager on one registry (tests) keeps the first's
+		}
+	}
 	return &Manager{
 		cfg:      cfg,
+		mirror:   mir,
 		log:      cfg.Logger.With("component", "listener"),
 		pool:     h1.NewPool(h1.PoolConfig{}),
 		origDst:  capture.OriginalDst,
@@ -253,7 +262,7 @@ func (m *Manager) server(key string, rep telemetry.Reporter, src func() router.T
 	}
 	rt := router.New(router.Config{Holder: m.cfg.Holder, Source: src(), Metrics: m.cfg.Metrics, Reporter: rep, Logger: m.log})
 	cfg := m.cfg.H1
-	cfg.Router, cfg.Observer, cfg.Pool, cfg.Logger = rt, rt, m.pool, m.cfg.Logger
+	cfg.Router, cfg.Observer, cfg.Pool, cfg.Logger, cfg.Mirrorer = rt, rt, m.pool, m.cfg.Logger, m.mirror
 	if key == ExplicitListenerName {
 		cfg.TunnelHandler = m.tunnel
 	}
@@ -263,7 +272,7 @@ func (m *Manager) server(key string, rep telemetry.Reporter, src func() router.T
 		return nil
 	}
 	m.servers[key] = s
-	m.h2s[key] = h2.NewServer(h2.Config{Router: rt.H2(), Observer: rt.H2(), Pool: m.h2pool, Logger: m.cfg.Logger})
+	m.h2s[key] = h2.NewServer(h2.Config{Router: rt.H2(), Observer: rt.H2(), Pool: m.h2pool, Logger: m.cfg.Logger, Mirrorer: m.mirror})
 	return s
 }
 
@@ -402,6 +411,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	m.mirror.Close()
 	// TCP connections have no request boundary: they get the drain time,
 	// then close.
 	m.waitTCP(ctx)

@@ -150,7 +150,8 @@ type reqState struct {
 	// scratch reused across requests
 	setReq, addReq, setResp, addResp []h1.Header
 	rmReq                            [][]byte
-	path, loc                        []byte
+	path, loc, origin                []byte
+	mirrors                          []h1.Mirror
 }
 
 // maxTracked bounds the endpoints remembered for previous_hosts.
@@ -368,6 +369,12 @@ func (r *Router) route(req Request, st *reqState) h1.Decision {
 		st.dest = r.metrics.Dest(r.reporter, rt.VirtualHost.Name)
 		return r.redirect(req, st, rt.Redirect)
 	}
+	origin, corsOK, preflight := corsOrigin(req, rt.Cors)
+	if preflight {
+		if d, ok := r.corsPreflight(st, rt.Cors, origin, corsOK, rt.VirtualHost.Name); ok {
+			return d
+		}
+	}
 	var delay time.Duration
 	if f := rt.Fault; f != nil {
 		var abort bool
@@ -403,6 +410,12 @@ func (r *Router) route(req Request, st *reqState) h1.Decision {
 	st.wi = wi
 	d := r.toCluster(req, st, c, rt, ops)
 	if d.Status == 0 {
+		if corsOK && !preflight {
+			corsResponse(st, &d, rt.Cors, origin)
+		}
+		if len(rt.Mirrors) > 0 {
+			r.mirror(st, &d, rt.Mirrors)
+		}
 		d.Delay = delay
 		if p := rt.Retry; p != nil {
 			d.PerTryTimeout = p.PerTryTimeout
