@@ -87,6 +87,8 @@ type Config struct {
 	Probe *health.Probe
 	// DrainTime bounds how long in-flight requests may take at shutdown [5s].
 	DrainTime time.Duration
+	// Observability: access log and tracing (observe.go).
+	Observability Observability
 
 	Logger *slog.Logger
 	// Level, when set, is what /logging changes.
@@ -119,6 +121,7 @@ type Agent struct {
 
 	dns      *dnsproxy.Server
 	dnsTable dnsTable
+	obs      *observers
 }
 
 // New validates cfg and binds the static listeners (explicit HTTP proxy,
@@ -181,7 +184,12 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	if a.obs, err = startObservability(cfg, a.metrics); err != nil {
+		return nil, err
+	}
 	a.mgr = listener.New(listener.Config{
+		AccessLog:     a.obs.alog,
+		Tracer:        a.obs.tracer,
 		Holder:        a.holder,
 		Mode:          cfg.Mode,
 		BindAddr:      cfg.BindAddr,
@@ -374,6 +382,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 	defer scancel()
 	_ = a.admin.Shutdown(sctx)
+	a.obs.close()
 	a.log.Info("stopped")
 	return runErr
 }

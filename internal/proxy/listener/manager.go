@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftmesh/weft/internal/proxy/accesslog"
 	"github.com/weftmesh/weft/internal/proxy/capture"
 	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/h2"
@@ -29,6 +30,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
+	"github.com/weftmesh/weft/internal/proxy/tracing"
 )
 
 // Mode is how traffic reaches the proxy.
@@ -68,6 +70,9 @@ type Config struct {
 	Logger        *slog.Logger
 	// H1 carries engine knobs; Router, Observer and Pool are set per server.
 	H1 h1.Config
+	// AccessLog and Tracer are handed to every router (nil: off).
+	AccessLog *accesslog.Logger
+	Tracer    *tracing.Tracer
 	// InboundTLS terminates mesh mTLS on chains with a DownstreamTlsContext
 	// (tls_inbound.go); nil refuses connections that land on such a chain.
 	InboundTLS *InboundTLS
@@ -260,7 +265,8 @@ func (m *Manager) server(key string, rep telemetry.Reporter, src func() router.T
 	if m.closed {
 		return nil
 	}
-	rt := router.New(router.Config{Holder: m.cfg.Holder, Source: src(), Metrics: m.cfg.Metrics, Reporter: rep, Logger: m.log})
+	rt := router.New(router.Config{Holder: m.cfg.Holder, Source: src(), Metrics: m.cfg.Metrics, Reporter: rep, Logger: m.log,
+		AccessLog: m.cfg.AccessLog, Tracer: m.cfg.Tracer})
 	cfg := m.cfg.H1
 	cfg.Router, cfg.Observer, cfg.Pool, cfg.Logger, cfg.Mirrorer = rt, rt, m.pool, m.cfg.Logger, m.mirror
 	if key == ExplicitListenerName {

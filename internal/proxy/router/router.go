@@ -26,12 +26,14 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
+	"github.com/weftmesh/weft/internal/proxy/accesslog"
 	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/h2"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/runtime/route"
 	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
+	"github.com/weftmesh/weft/internal/proxy/tracing"
 )
 
 // Reasons sent in x-weft-reason for local answers.
@@ -90,6 +92,11 @@ type Config struct {
 	Metrics  *telemetry.Metrics // nil: no telemetry
 	Reporter telemetry.Reporter
 	Logger   *slog.Logger
+	// AccessLog, when set, gets one entry per request.
+	AccessLog *accesslog.Logger
+	// Tracer, when set, records a span per sampled request and hands the
+	// upstream the proxy's span as parent (traceparent / B3).
+	Tracer   *tracing.Tracer
 	randUint func() uint32 // tests
 }
 
@@ -101,6 +108,8 @@ type Router struct {
 	reporter telemetry.Reporter
 	log      *slog.Logger
 	rnd      func() uint32
+	alog     *accesslog.Logger
+	tracer   *tracing.Tracer
 
 	states  sync.Pool
 	ops     atomic.Pointer[opsCache]
@@ -116,7 +125,8 @@ var (
 // New returns a Router. Install it as both Router and Observer of an
 // h1.Server: the Observer half ends what the Router half started.
 func New(cfg Config) *Router {
-	r := &Router{holder: cfg.Holder, src: cfg.Source, metrics: cfg.Metrics, reporter: cfg.Reporter, log: cfg.Logger, rnd: cfg.randUint}
+	r := &Router{holder: cfg.Holder, src: cfg.Source, metrics: cfg.Metrics, reporter: cfg.Reporter, log: cfg.Logger, rnd: cfg.randUint,
+		alog: cfg.AccessLog, tracer: cfg.Tracer}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -152,6 +162,8 @@ type reqState struct {
 	rmReq                            [][]byte
 	path, loc, origin                []byte
 	mirrors                          []h1.Mirror
+	logPath                          []byte
+	trace                            traceState
 }
 
 // maxTracked bounds the endpoints remembered for previous_hosts.
@@ -186,6 +198,9 @@ func (h H2Router) RequestStart(*h2.Request) {}
 // RequestEnd implements h2.Observer.
 func (h H2Router) RequestEnd(req *h2.Request, s h1.Summary) {
 	if st, ok := s.State.(*reqState); ok && st.r == h.r {
+		if h.r.alog != nil || st.trace.on {
+			h.r.observeEnd(req, st, s)
+		}
 		h.r.finish(st, s.Status, s.Err, s.Duration, s.BytesIn, s.BytesOut)
 	}
 }
@@ -196,6 +211,9 @@ func (r *Router) RequestStart(*h1.Request) {}
 // RequestEnd implements h1.Observer.
 func (r *Router) RequestEnd(req *h1.Request, s h1.Summary) {
 	if st, ok := s.State.(*reqState); ok && st.r == r {
+		if r.alog != nil || st.trace.on {
+			r.observeEnd(req, st, s)
+		}
 		r.finish(st, s.Status, s.Err, s.Duration, s.BytesIn, s.BytesOut)
 	}
 }
@@ -341,6 +359,9 @@ func (r *Router) route(req Request, st *reqState) h1.Decision {
 		// telemetry (TCP metrics).
 		return h1.Decision{Tunnel: true}
 	}
+	if r.tracer != nil {
+		r.traceStart(req, st)
+	}
 	snap := r.holder.Load()
 	table := r.src.Table(snap, req)
 	if table == nil {
@@ -415,6 +436,9 @@ func (r *Router) route(req Request, st *reqState) h1.Decision {
 		}
 		if len(rt.Mirrors) > 0 {
 			r.mirror(st, &d, rt.Mirrors)
+		}
+		if st.trace.on {
+			traceInject(st, &d)
 		}
 		d.Delay = delay
 		if p := rt.Retry; p != nil {
