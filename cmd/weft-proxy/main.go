@@ -71,10 +71,13 @@ func main() {
 	fs.StringVar(&bundleDir, "bundle", "", "join from a bundle written by `weftctl vm bundle` (sets identity, CA address, namespace, group; other flags still apply)")
 	fs.DurationVar(&readyTimeout, "ready-timeout", 60*time.Second, "run mode: how long to wait for the proxy to be ready before giving up without starting the app")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: weft-proxy [flags]\n       weft-proxy run [flags] -- CMD ARGS...   (start the app once the proxy is ready; exit with its code)\n\nflags:\n")
+		fmt.Fprintf(fs.Output(), "usage: weft-proxy [flags]\n       weft-proxy run [flags] -- CMD ARGS...   (start the app once the proxy is ready; exit with its code)\n       weft-proxy capture install|plan|remove [flags]   (transparent mode's iptables rules, like istio-init)\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "capture" {
+		os.Exit(captureMain(args[1:]))
+	}
 	var appCmd []string
 	runMode := len(args) > 0 && args[0] == "run"
 	if runMode {
