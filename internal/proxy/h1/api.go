@@ -15,6 +15,7 @@ package h1
 import (
 	"errors"
 	"net"
+	"net/http"
 	"time"
 )
 
@@ -117,6 +118,11 @@ type Decision struct {
 	// (Upstream, UpstreamTLS). Empty means plain TCP.
 	UpstreamTLS string
 
+	// UpstreamProtocol is the HTTP version spoken upstream; the zero
+	// value keeps the client's. HTTP/2 for a request that arrived as
+	// HTTP/1.1 goes through Config.H2Upstream (bodies up to MaxRetryBody).
+	UpstreamProtocol UpstreamProtocol
+
 	// Mirrors are shadow destinations (request_mirror_policies): a copy
 	// of the request as sent upstream, with "-shadow" appended to its
 	// host, goes to each through Config.Mirrorer, and the answers are
@@ -129,6 +135,21 @@ type Decision struct {
 	// handler from then on. CONNECT without Tunnel (and without a local
 	// Status) is answered 501.
 	Tunnel bool
+}
+
+// UpstreamProtocol selects the HTTP version used towards the upstream.
+type UpstreamProtocol uint8
+
+// Upstream protocols.
+const (
+	UpstreamSameAsClient UpstreamProtocol = iota // use_downstream_protocol, passthrough
+	UpstreamHTTP1
+	UpstreamHTTP2
+)
+
+// H2Upstream carries requests to HTTP/2 upstreams (an h2.Pool).
+type H2Upstream interface {
+	RoundTrip(req *http.Request, upstream, tlsKey string) (*http.Response, error)
 }
 
 // Mirror is one shadow destination of a request.

@@ -133,6 +133,10 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 		}
 	}
 
+	if d.UpstreamProtocol == UpstreamHTTP2 && s.cfg.H2Upstream != nil && !req.upgrade {
+		return cn.proxyH2(req, d, deadline, sum)
+	}
+
 	// body is the request body when it can be written in one go (and so
 	// replayed): already in the read buffer, or copied into a retry buffer
 	// when a retry policy applies. nil: no body, or streamed.

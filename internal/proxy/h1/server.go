@@ -51,6 +51,10 @@ type Config struct {
 	// TunnelHandler serves CONNECT requests the Router marks Tunnel; nil
 	// answers them 501.
 	TunnelHandler TunnelHandler
+	// H2Upstream carries requests whose Decision asks for HTTP/2 upstream
+	// (gRPC / HTTP/2 clusters called by HTTP/1.1 clients); nil sends them
+	// as HTTP/1.1.
+	H2Upstream H2Upstream
 	// Mirrorer sends shadow copies of requests whose Decision has Mirrors;
 	// nil ignores Mirrors.
 	Mirrorer Mirrorer

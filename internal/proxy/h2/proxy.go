@@ -203,12 +203,18 @@ func (st *stream) backoff(d time.Duration) bool {
 // roundTrip runs one attempt, bounded by PerTryTimeout until the response
 // head arrives.
 func (st *stream) roundTrip(out *http.Request, upstream string) (*http.Response, error) {
+	var pool interface {
+		RoundTrip(*http.Request, string, string) (*http.Response, error)
+	} = st.s.cfg.Pool
+	if st.d.UpstreamProtocol == h1.UpstreamHTTP1 && !st.req.grpc && st.s.cfg.HTTP1 != nil {
+		pool = st.s.cfg.HTTP1
+	}
 	if st.d.PerTryTimeout <= 0 {
-		return st.s.cfg.Pool.RoundTrip(out, upstream, st.d.UpstreamTLS)
+		return pool.RoundTrip(out, upstream, st.d.UpstreamTLS)
 	}
 	ctx, cancel := context.WithCancelCause(out.Context())
 	t := time.AfterFunc(st.d.PerTryTimeout, func() { cancel(h1.ErrPerTryTimeout) })
-	resp, err := st.s.cfg.Pool.RoundTrip(out.WithContext(ctx), upstream, st.d.UpstreamTLS)
+	resp, err := pool.RoundTrip(out.WithContext(ctx), upstream, st.d.UpstreamTLS)
 	if !t.Stop() && err != nil && errors.Is(context.Cause(ctx), h1.ErrPerTryTimeout) {
 		err = h1.ErrPerTryTimeout
 	}

@@ -39,6 +39,9 @@ type Config struct {
 	// Logger receives connection-level errors at debug level (default
 	// slog.Default()).
 	Logger *slog.Logger
+	// HTTP1 carries streams whose Decision asks for an HTTP/1.1 upstream
+	// (except gRPC); nil sends every stream as HTTP/2.
+	HTTP1 *HTTP1Pool
 	// Mirrorer sends shadow copies of streams whose Decision has Mirrors;
 	// nil ignores Mirrors. Only streams without a body are mirrored (the
 	// body of an HTTP/2 stream is never buffered); gRPC is not mirrored.

@@ -92,6 +92,7 @@ type Manager struct {
 	servers  map[string]*h1.Server
 	h2s      map[string]*h2.Server // same keys and routers as servers
 	h2pool   *h2.Pool
+	h1pool   *h2.HTTP1Pool // HTTP/2 clients to HTTP/1.1 upstreams
 	mirror   *mirror.Sender
 	tcpConns map[net.Conn]struct{}
 	closed   bool
@@ -129,6 +130,7 @@ func New(cfg Config) *Manager {
 		servers:  map[string]*h1.Server{},
 		h2s:      map[string]*h2.Server{},
 		h2pool:   h2.NewPool(h2.PoolConfig{}),
+		h1pool:   h2.NewHTTP1Pool(nil),
 		tcpConns: map[net.Conn]struct{}{},
 	}
 }
@@ -268,7 +270,7 @@ func (m *Manager) server(key string, rep telemetry.Reporter, src func() router.T
 	rt := router.New(router.Config{Holder: m.cfg.Holder, Source: src(), Metrics: m.cfg.Metrics, Reporter: rep, Logger: m.log,
 		AccessLog: m.cfg.AccessLog, Tracer: m.cfg.Tracer})
 	cfg := m.cfg.H1
-	cfg.Router, cfg.Observer, cfg.Pool, cfg.Logger, cfg.Mirrorer = rt, rt, m.pool, m.cfg.Logger, m.mirror
+	cfg.Router, cfg.Observer, cfg.Pool, cfg.Logger, cfg.Mirrorer, cfg.H2Upstream = rt, rt, m.pool, m.cfg.Logger, m.mirror, m.h2pool
 	if key == ExplicitListenerName {
 		cfg.TunnelHandler = m.tunnel
 	}
@@ -278,7 +280,7 @@ func (m *Manager) server(key string, rep telemetry.Reporter, src func() router.T
 		return nil
 	}
 	m.servers[key] = s
-	m.h2s[key] = h2.NewServer(h2.Config{Router: rt.H2(), Observer: rt.H2(), Pool: m.h2pool, Logger: m.cfg.Logger, Mirrorer: m.mirror})
+	m.h2s[key] = h2.NewServer(h2.Config{Router: rt.H2(), Observer: rt.H2(), Pool: m.h2pool, HTTP1: m.h1pool, Logger: m.cfg.Logger, Mirrorer: m.mirror})
 	return s
 }
 
@@ -418,6 +420,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	m.mirror.Close()
+	m.h1pool.Close()
 	// TCP connections have no request boundary: they get the drain time,
 	// then close.
 	m.waitTCP(ctx)

@@ -485,7 +485,7 @@ func (r *Router) toCluster(req Request, st *reqState, c *upstream.Cluster, rt *r
 		upstreamAddr = ep.Addr
 	}
 	st.addr = upstreamAddr
-	d := h1.Decision{Upstream: upstreamAddr, Timeout: ops.timeout}
+	d := h1.Decision{Upstream: upstreamAddr, Timeout: ops.timeout, UpstreamProtocol: upstreamProtocol(c)}
 	d.HostRewrite = ops.hostRewrite
 	if ops.prefix != nil && bytes.HasPrefix(req.Path(), ops.prefix) {
 		st.path = append(append(st.path[:0], ops.prefixRewrite...), req.Path()[len(ops.prefix):]...)
@@ -503,6 +503,19 @@ func (r *Router) toCluster(req Request, st *reqState, c *upstream.Cluster, rt *r
 		r.mergeOps(req, st, &d, ops, st.wi)
 	}
 	return d
+}
+
+// upstreamProtocol is the cluster's HTTP version: explicit HTTP/2 (gRPC and
+// HTTP2 ports), the client's (use_downstream_protocol: sniffed ports;
+// passthrough), else HTTP/1.1, as Envoy picks it.
+func upstreamProtocol(c *upstream.Cluster) h1.UpstreamProtocol {
+	switch {
+	case c.HTTP2:
+		return h1.UpstreamHTTP2
+	case c.UseDownstreamProtocol || c.Type == clusterv3.Cluster_ORIGINAL_DST:
+		return h1.UpstreamSameAsClient
+	}
+	return h1.UpstreamHTTP1
 }
 
 // mergeOps builds per-request header slices in st's scratch space when a
