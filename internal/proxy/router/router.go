@@ -26,6 +26,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
+	"github.com/weftmesh/weft/internal/proxy/accesslog"
 	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/h2"
 	"github.com/weftmesh/weft/internal/proxy/jwtauthn"
@@ -34,6 +35,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/runtime/route"
 	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
+	"github.com/weftmesh/weft/internal/proxy/tracing"
 )
 
 // Reasons sent in x-weft-reason for local answers.
@@ -121,7 +123,12 @@ type Config struct {
 	Reporter telemetry.Reporter
 	// Logger is the base logger: RBAC audit, shadow and denial lines carry
 	// component=rbac.
-	Logger   *slog.Logger
+	Logger *slog.Logger
+	// AccessLog, when set, gets one entry per request.
+	AccessLog *accesslog.Logger
+	// Tracer, when set, records a span per sampled request and hands the
+	// upstream the proxy's span as parent (traceparent / B3).
+	Tracer   *tracing.Tracer
 	randUint func() uint32 // tests
 }
 
@@ -134,6 +141,8 @@ type Router struct {
 	reporter telemetry.Reporter
 	log      *slog.Logger
 	rnd      func() uint32
+	alog     *accesslog.Logger
+	tracer   *tracing.Tracer
 
 	states  sync.Pool
 	ops     atomic.Pointer[opsCache]
@@ -149,7 +158,8 @@ var (
 // New returns a Router. Install it as both Router and Observer of an
 // h1.Server: the Observer half ends what the Router half started.
 func New(cfg Config) *Router {
-	r := &Router{holder: cfg.Holder, src: cfg.Source, metrics: cfg.Metrics, reporter: cfg.Reporter, log: cfg.Logger, rnd: cfg.randUint}
+	r := &Router{holder: cfg.Holder, src: cfg.Source, metrics: cfg.Metrics, reporter: cfg.Reporter, log: cfg.Logger, rnd: cfg.randUint,
+		alog: cfg.AccessLog, tracer: cfg.Tracer}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -187,7 +197,10 @@ type reqState struct {
 	// scratch reused across requests
 	setReq, addReq, setResp, addResp []h1.Header
 	rmReq                            [][]byte
-	path, loc                        []byte
+	path, loc, origin                []byte
+	mirrors                          []h1.Mirror
+	logPath                          []byte
+	trace                            traceState
 }
 
 // maxTracked bounds the endpoints remembered for previous_hosts.
@@ -233,6 +246,9 @@ func (h H2Router) RequestStart(*h2.Request) {}
 // RequestEnd implements h2.Observer.
 func (h H2Router) RequestEnd(req *h2.Request, s h1.Summary) {
 	if st, ok := s.State.(*reqState); ok && st.r == h.r {
+		if h.r.alog != nil || st.trace.on {
+			h.r.observeEnd(req, st, s)
+		}
 		h.r.finish(st, s.Status, s.Err, s.Duration, s.BytesIn, s.BytesOut)
 	}
 }
@@ -243,6 +259,9 @@ func (r *Router) RequestStart(*h1.Request) {}
 // RequestEnd implements h1.Observer.
 func (r *Router) RequestEnd(req *h1.Request, s h1.Summary) {
 	if st, ok := s.State.(*reqState); ok && st.r == r {
+		if r.alog != nil || st.trace.on {
+			r.observeEnd(req, st, s)
+		}
 		r.finish(st, s.Status, s.Err, s.Duration, s.BytesIn, s.BytesOut)
 	}
 }
@@ -389,6 +408,9 @@ func (r *Router) decide(req Request, st *reqState) h1.Decision {
 		// telemetry (TCP metrics).
 		return h1.Decision{Tunnel: true}
 	}
+	if r.tracer != nil {
+		r.traceStart(req, st)
+	}
 	snap := r.holder.Load()
 	var table *runtime.RouteTable
 	var hcm *runtime.HTTPConnectionManager
@@ -435,6 +457,12 @@ func (r *Router) decide(req Request, st *reqState) h1.Decision {
 		st.dest = r.metrics.Dest(r.reporter, rt.VirtualHost.Name)
 		return r.redirect(req, st, rt.Redirect)
 	}
+	origin, corsOK, preflight := corsOrigin(req, rt.Cors)
+	if preflight {
+		if d, ok := r.corsPreflight(st, rt.Cors, origin, corsOK, rt.VirtualHost.Name); ok {
+			return d
+		}
+	}
 	var delay time.Duration
 	if f := rt.Fault; f != nil {
 		var abort bool
@@ -470,6 +498,15 @@ func (r *Router) decide(req Request, st *reqState) h1.Decision {
 	st.wi = wi
 	d := r.toCluster(req, st, c, rt, ops)
 	if d.Status == 0 {
+		if corsOK && !preflight {
+			corsResponse(st, &d, rt.Cors, origin)
+		}
+		if len(rt.Mirrors) > 0 {
+			r.mirror(st, &d, rt.Mirrors)
+		}
+		if st.trace.on {
+			traceInject(st, &d)
+		}
 		d.Delay = delay
 		if p := rt.Retry; p != nil {
 			d.PerTryTimeout = p.PerTryTimeout
@@ -515,7 +552,7 @@ func (r *Router) toCluster(req Request, st *reqState, c *upstream.Cluster, rt *r
 		upstreamAddr = ep.Addr
 	}
 	st.addr = upstreamAddr
-	d := h1.Decision{Upstream: upstreamAddr, Timeout: ops.timeout}
+	d := h1.Decision{Upstream: upstreamAddr, Timeout: ops.timeout, UpstreamProtocol: upstreamProtocol(c)}
 	d.HostRewrite = ops.hostRewrite
 	if ops.prefix != nil && bytes.HasPrefix(req.Path(), ops.prefix) {
 		st.path = append(append(st.path[:0], ops.prefixRewrite...), req.Path()[len(ops.prefix):]...)
@@ -533,6 +570,19 @@ func (r *Router) toCluster(req Request, st *reqState, c *upstream.Cluster, rt *r
 		r.mergeOps(req, st, &d, ops, st.wi)
 	}
 	return d
+}
+
+// upstreamProtocol is the cluster's HTTP version: explicit HTTP/2 (gRPC and
+// HTTP2 ports), the client's (use_downstream_protocol: sniffed ports;
+// passthrough), else HTTP/1.1, as Envoy picks it.
+func upstreamProtocol(c *upstream.Cluster) h1.UpstreamProtocol {
+	switch {
+	case c.HTTP2:
+		return h1.UpstreamHTTP2
+	case c.UseDownstreamProtocol || c.Type == clusterv3.Cluster_ORIGINAL_DST:
+		return h1.UpstreamSameAsClient
+	}
+	return h1.UpstreamHTTP1
 }
 
 // mergeOps builds per-request header slices in st's scratch space when a
