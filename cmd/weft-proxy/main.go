@@ -34,6 +34,8 @@ func main() {
 		tokenFile    string
 		bundleDir    string
 		healthPort   uint
+		statsPort    int
+		metricsPort  int
 		readyTimeout time.Duration
 	)
 	fs := flag.NewFlagSet("weft-proxy", flag.ExitOnError)
@@ -57,16 +59,25 @@ func main() {
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "", "admin address, loopback only [<bind>:15000]")
 	fs.UintVar(&proxyPort, "http-proxy-port", 15080, "explicit-mode HTTP proxy port")
 	fs.DurationVar(&cfg.DrainTime, "drain-time", 5_000_000_000, "how long in-flight requests may take at shutdown")
+	fs.StringVar(&cfg.Observability.AccessLog, "access-log", "", `JSON access log, one line per request: a file path or "-" for stdout (empty: off)`)
+	fs.StringVar(&cfg.Observability.TracingEndpoint, "tracing-endpoint", "", "export request spans over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318/v1/traces (empty: off; trace headers pass through)")
+	fs.Float64Var(&cfg.Observability.TracingSampling, "tracing-sampling", 0.01, "share of new traces recorded, 0..1 (a caller's sampling decision always wins)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.DNSAddr, "dns-addr", "", "DNS proxy address, UDP and TCP: mesh hosts answered from config, the rest forwarded to /etc/resolv.conf's resolvers [127.0.0.1:15053 in transparent mode (iptables send port 53 there), off in explicit mode; \"off\" disables]")
 	fs.UintVar(&healthPort, "health-port", 15021, "serve the proxy's readiness at <bind>:PORT/healthz/ready (0: off)")
+	fs.IntVar(&statsPort, "stats-port", -1, "serve the proxy's Prometheus stats at <bind>:PORT/stats/prometheus (0: off) [15090 transparent, off explicit]")
+	fs.IntVar(&metricsPort, "metrics-port", -1, "serve merged proxy + --app-metrics-url metrics at <bind>:PORT/stats/prometheus (0: off) [15020 transparent, off explicit]")
+	fs.StringVar(&cfg.AppMetricsURL, "app-metrics-url", "", "the application's Prometheus endpoint, merged into --metrics-port (e.g. http://127.0.0.1:9090/metrics)")
 	fs.StringVar(&bundleDir, "bundle", "", "join from a bundle written by `weftctl vm bundle` (sets identity, CA address, namespace, group; other flags still apply)")
 	fs.DurationVar(&readyTimeout, "ready-timeout", 60*time.Second, "run mode: how long to wait for the proxy to be ready before giving up without starting the app")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: weft-proxy [flags]\n       weft-proxy run [flags] -- CMD ARGS...   (start the app once the proxy is ready; exit with its code)\n\nflags:\n")
+		fmt.Fprintf(fs.Output(), "usage: weft-proxy [flags]\n       weft-proxy run [flags] -- CMD ARGS...   (start the app once the proxy is ready; exit with its code)\n       weft-proxy capture install|plan|remove [flags]   (transparent mode's iptables rules, like istio-init)\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "capture" {
+		os.Exit(captureMain(args[1:]))
+	}
 	var appCmd []string
 	runMode := len(args) > 0 && args[0] == "run"
 	if runMode {
@@ -124,15 +135,38 @@ func main() {
 	if healthPort > 65535 {
 		fail(fmt.Errorf("--health-port %d out of range", healthPort))
 	}
+	host := bind
+	if host == "" {
+		host = "127.0.0.1"
+		if mode == "transparent" {
+			host = "0.0.0.0"
+		}
+	}
 	if healthPort != 0 {
-		host := bind
-		if host == "" {
-			host = "127.0.0.1"
+		cfg.HealthAddr = net.JoinHostPort(host, fmt.Sprint(healthPort))
+	}
+	// Explicit mode often runs many proxies on one machine's loopback, so
+	// the extra metrics ports are opt-in there; transparent mode has a
+	// sidecar's full port set.
+	for _, p := range []struct {
+		name string
+		port int
+		def  int
+		dst  *string
+	}{{"--stats-port", statsPort, 15090, &cfg.StatsAddr}, {"--metrics-port", metricsPort, 15020, &cfg.MergedMetricsAddr}} {
+		port := p.port
+		if port < 0 {
+			port = 0
 			if mode == "transparent" {
-				host = "0.0.0.0"
+				port = p.def
 			}
 		}
-		cfg.HealthAddr = net.JoinHostPort(host, fmt.Sprint(healthPort))
+		if port > 65535 {
+			fail(fmt.Errorf("%s %d out of range", p.name, port))
+		}
+		if port != 0 {
+			*p.dst = net.JoinHostPort(host, fmt.Sprint(port))
+		}
 	}
 	if bundleDir != "" {
 		b, err := vmbundle.Read(bundleDir)

@@ -52,8 +52,6 @@ var unimplementedFields = map[Kind][]string{
 	KindRequestAuthentication: {
 		"targetRef",
 		"targetRefs",
-		"jwtRules[].outputClaimToHeaders",
-		"jwtRules[].spaceDelimitedClaims",
 	},
 	KindTelemetry: {
 		"targetRef",

@@ -62,10 +62,8 @@ func Validate(obj *Object) Diagnostics {
 // gets one warning so nobody believes a policy protects them when it does not.
 // Delete an entry the day its enforcement lands.
 var notEnforcedKinds = map[Kind]string{
-	KindAuthorizationPolicy:   "authorization is enforced by weft-proxy once the identity work lands",
-	KindRequestAuthentication: "JWT validation comes with the identity work",
-	KindGateway:               "gateway proxies get no configuration yet",
-	KindTelemetry:             "telemetry settings are not applied yet",
+	KindGateway:   "gateway proxies get no configuration yet",
+	KindTelemetry: "telemetry settings are not applied yet",
 }
 
 // validator accumulates diagnostics for one object.

@@ -234,6 +234,11 @@ func (s *Snapshot) AuthorizationPolicies() []*config.Object {
 	return s.Config.List(config.KindAuthorizationPolicy)
 }
 
+// RequestAuthentications returns all RequestAuthentication objects.
+func (s *Snapshot) RequestAuthentications() []*config.Object {
+	return s.Config.List(config.KindRequestAuthentication)
+}
+
 func exported(exportTo []string, objNS, proxyNS string) bool {
 	if len(exportTo) == 0 {
 		return true

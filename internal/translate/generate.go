@@ -52,15 +52,18 @@ func (Generator) GenerateOutbound(in Input) (*Resources, error) {
 
 // GenerateInbound builds the part of Generate that depends on the proxy's
 // own workload: the VirtualInboundListener and inbound clusters of a
-// sidecar. It reads the proxy's type, IPs and workload and the model's
-// services and endpoints; it is cheap (no visible-service or
-// VirtualService work) and produces no warnings, routes or endpoints.
+// sidecar. It reads the proxy's type, IPs, workload, namespace and labels
+// and the model's services, endpoints and security policies; it is cheap
+// (no visible-service or VirtualService work) and produces no routes or
+// endpoints. Its warnings are about the policies it could not express.
 func (Generator) GenerateInbound(in Input) (*Resources, error) {
+	listeners, warnings := inboundListeners(in)
 	return &Resources{
-		Listeners: InboundListeners(in),
+		Listeners: listeners,
 		Routes:    map[string]proto.Message{},
 		Clusters:  InboundClusters(in),
 		Endpoints: map[string]proto.Message{},
+		Warnings:  warnings,
 	}, nil
 }
 

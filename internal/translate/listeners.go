@@ -53,13 +53,21 @@ func Listeners(in Input) (map[string]proto.Message, config.Diagnostics) {
 // sidecar, nothing for other proxy types. Listeners is the union of these
 // and the outbound ones, which never read in.Proxy.IPs or in.Proxy.Workload.
 func InboundListeners(in Input) map[string]proto.Message {
-	out := map[string]proto.Message{}
-	if in.Proxy.Type == model.ProxySidecar {
-		// Only the proxy and model are read: no visible services, no VirtualServices.
-		g := &routeGen{in: in, proxy: in.Proxy, diags: newDiagSet()}
-		out[VirtualInboundListener] = g.virtualInboundListener()
-	}
+	out, _ := inboundListeners(in)
 	return out
+}
+
+// inboundListeners is InboundListeners with the warnings of translating the
+// policies that apply to the workload (AuthorizationPolicy, RequestAuthentication).
+func inboundListeners(in Input) (map[string]proto.Message, config.Diagnostics) {
+	out := map[string]proto.Message{}
+	if in.Proxy.Type != model.ProxySidecar {
+		return out, nil
+	}
+	// Only the proxy and model are read: no visible services, no VirtualServices.
+	g := &routeGen{in: in, proxy: in.Proxy, diags: newDiagSet()}
+	out[VirtualInboundListener] = g.virtualInboundListener()
+	return out, g.diags.list()
 }
 
 // outboundListeners is Listeners without InboundListeners.
@@ -358,25 +366,30 @@ func (g *routeGen) virtualInboundListener() *listenerv3.Listener {
 			Name:       wellknown.OriginalDestination,
 			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: packTyped(&originaldstv3.OriginalDst{})},
 		}},
-		DefaultFilterChain: &listenerv3.FilterChain{
-			Name:    "virtualInbound-passthrough",
-			Filters: []*listenerv3.Filter{tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)},
-		},
+	}
+	// Authorization applies to every inbound chain, the passthrough one too.
+	az := g.newInboundAuthz()
+	l.DefaultFilterChain = &listenerv3.FilterChain{
+		Name:    "virtualInbound-passthrough",
+		Filters: append(az.networkFilters(false), tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)),
 	}
 	inspect := false
 	for _, ip := range g.inboundPorts() {
 		cluster := ClusterName(Inbound, ip.servicePort.Number, "", ip.svc.Hostname)
 		statPrefix := fmt.Sprintf("inbound_0.0.0.0_%d", ip.targetPort)
-		newFilter := func() *listenerv3.Filter {
+		newFilters := func() []*listenerv3.Filter {
 			if ip.servicePort.Protocol.IsHTTP() {
-				return hcmNetworkFilter(inlineHCM(statPrefix, inboundRouteConfig(ip.servicePort.Number, cluster), httpFilterSet{}))
+				hcm := inlineHCM(statPrefix, inboundRouteConfig(ip.servicePort.Number, cluster), httpFilterSet{})
+				hcm.HttpFilters = append(az.httpFilters(), hcm.HttpFilters...)
+				return []*listenerv3.Filter{hcmNetworkFilter(hcm)}
 			}
-			return tcpProxyFilter(statPrefix, cluster)
+			return append(az.networkFilters(true), tcpProxyFilter(statPrefix, cluster))
 		}
 		mode := EffectiveMTLS(g.in.Model, g.proxy, ip.targetPort)
 		inspect = inspect || mode == MTLSPermissive
-		l.FilterChains = append(l.FilterChains, inboundChains(mode, cluster, ip.targetPort, g.in.Model.Mesh.TrustDomain, newFilter)...)
+		l.FilterChains = append(l.FilterChains, inboundChains(mode, cluster, ip.targetPort, g.in.Model.Mesh.TrustDomain, newFilters)...)
 	}
+	az.report(g.diags)
 	if inspect {
 		// PERMISSIVE chains are told apart by transport protocol.
 		l.ListenerFilters = append(l.ListenerFilters, &listenerv3.ListenerFilter{

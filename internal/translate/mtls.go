@@ -162,13 +162,13 @@ func inboundMTLSSocket(trustDomain string) *corev3.TransportSocket {
 // handshake; it must never fall through to the passthrough chain),
 // PERMISSIVE a TLS chain for connections the tls_inspector marks "tls" with
 // a mesh ALPN, a plaintext-filter chain for other TLS (the application's
-// own) and the plaintext one; DISABLE the plaintext chain only. newFilter builds the
-// terminal filter (called once per chain: chains do not share messages).
-func inboundChains(mode MTLSMode, name string, port uint32, trustDomain string, newFilter func() *listenerv3.Filter) []*listenerv3.FilterChain {
+// own) and the plaintext one; DISABLE the plaintext chain only. newFilters builds the
+// network filters, the terminal one last (called once per chain: chains do not share messages).
+func inboundChains(mode MTLSMode, name string, port uint32, trustDomain string, newFilters func() []*listenerv3.Filter) []*listenerv3.FilterChain {
 	plain := &listenerv3.FilterChain{
 		Name:             name,
 		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port)},
-		Filters:          []*listenerv3.Filter{newFilter()},
+		Filters:          newFilters(),
 	}
 	switch mode {
 	case MTLSStrict:
@@ -182,7 +182,7 @@ func inboundChains(mode MTLSMode, name string, port uint32, trustDomain string, 
 		FilterChainMatch: &listenerv3.FilterChainMatch{
 			DestinationPort: wrapperspb.UInt32(port), TransportProtocol: TransportProtocolTLS, ApplicationProtocols: permissiveMTLSALPN,
 		},
-		Filters:         []*listenerv3.Filter{newFilter()},
+		Filters:         newFilters(),
 		TransportSocket: inboundMTLSSocket(trustDomain),
 	}
 	// The application's own TLS: as specific as mesh TLS on transport
@@ -191,7 +191,7 @@ func inboundChains(mode MTLSMode, name string, port uint32, trustDomain string, 
 	appTLS := &listenerv3.FilterChain{
 		Name:             name + "|tls",
 		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), TransportProtocol: TransportProtocolTLS},
-		Filters:          []*listenerv3.Filter{newFilter()},
+		Filters:          newFilters(),
 	}
 	return []*listenerv3.FilterChain{tls, appTLS, plain}
 }

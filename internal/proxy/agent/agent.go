@@ -24,6 +24,7 @@ import (
 	"github.com/weftmesh/weft/internal/dnsproxy"
 	"github.com/weftmesh/weft/internal/proxy/admin"
 	"github.com/weftmesh/weft/internal/proxy/health"
+	"github.com/weftmesh/weft/internal/proxy/jwtauthn"
 	"github.com/weftmesh/weft/internal/proxy/listener"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
@@ -83,11 +84,23 @@ type Config struct {
 	// HealthAddr serves the proxy's readiness at /healthz/ready (Istio's
 	// 15021); empty: off.
 	HealthAddr string
+	// StatsAddr serves the proxy's Prometheus stats at /stats/prometheus
+	// (Envoy's 15090); empty: off.
+	StatsAddr string
+	// MergedMetricsAddr serves the proxy's stats merged with the
+	// application's (AppMetricsURL) at /stats/prometheus, and readiness at
+	// /healthz/ready (Istio's 15020); empty: off.
+	MergedMetricsAddr string
+	// AppMetricsURL is the application's Prometheus endpoint merged into
+	// MergedMetricsAddr (Istio's prometheus.io/port + path annotations).
+	AppMetricsURL string
 	// Probe is the workload's readiness probe (a WorkloadGroup's probe): its
 	// results are reported to weftd, which marks the host's endpoint. Nil: none.
 	Probe *health.Probe
 	// DrainTime bounds how long in-flight requests may take at shutdown [5s].
 	DrainTime time.Duration
+	// Observability: access log and tracing (observe.go).
+	Observability Observability
 
 	Logger *slog.Logger
 	// Level, when set, is what /logging changes.
@@ -121,6 +134,8 @@ type Agent struct {
 
 	dns      *dnsproxy.Server
 	dnsTable dnsTable
+	stats    statsServers
+	obs      *observers
 }
 
 // New validates cfg and binds the static listeners (explicit HTTP proxy,
@@ -153,7 +168,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.DomainSuffix = "cluster.local"
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), quit: make(chan struct{})}
-	a.holder = runtime.NewHolder(nil)
+	a.holder = runtime.NewHolder(runtime.Empty(runtime.Options{JWKS: jwtauthn.NewKeyCache(jwtauthn.KeyCacheConfig{Logger: cfg.Logger})}))
 	self := telemetry.Identity{Workload: cfg.WorkloadName, Namespace: cfg.Namespace}
 	if cfg.Identity != nil {
 		self.Principal = workloadID(cfg).String()
@@ -188,7 +203,12 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	if a.obs, err = startObservability(cfg, a.metrics); err != nil {
+		return nil, err
+	}
 	a.mgr = listener.New(listener.Config{
+		AccessLog:     a.obs.alog,
+		Tracer:        a.obs.tracer,
 		Holder:        a.holder,
 		Mode:          cfg.Mode,
 		BindAddr:      cfg.BindAddr,
@@ -223,8 +243,16 @@ func New(cfg Config) (*Agent, error) {
 		a.admin.Shutdown(context.Background())
 		return nil, err
 	}
+	if err := a.listenStats(); err != nil {
+		a.admin.Shutdown(context.Background())
+		if a.healthLn != nil {
+			a.healthLn.Close()
+		}
+		return nil, err
+	}
 	if err := a.mgr.Start(); err != nil {
 		a.admin.Shutdown(context.Background())
+		a.stats.close()
 		if a.healthLn != nil {
 			a.healthLn.Close()
 		}
@@ -363,6 +391,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	adone := make(chan error, 1)
 	go func() { adone <- a.admin.Serve() }()
 	a.runHealth(xctx)
+	a.stats.serve()
 
 	var runErr error
 	select {
@@ -384,6 +413,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 	defer scancel()
 	_ = a.admin.Shutdown(sctx)
+	a.stats.close()
+	a.obs.close()
 	a.log.Info("stopped")
 	return runErr
 }

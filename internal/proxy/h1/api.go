@@ -15,6 +15,7 @@ package h1
 import (
 	"errors"
 	"net"
+	"net/http"
 	"time"
 )
 
@@ -117,11 +118,55 @@ type Decision struct {
 	// (Upstream, UpstreamTLS). Empty means plain TCP.
 	UpstreamTLS string
 
+	// UpstreamProtocol is the HTTP version spoken upstream; the zero
+	// value keeps the client's. HTTP/2 for a request that arrived as
+	// HTTP/1.1 goes through Config.H2Upstream (bodies up to MaxRetryBody).
+	UpstreamProtocol UpstreamProtocol
+
+	// Mirrors are shadow destinations (request_mirror_policies): a copy
+	// of the request as sent upstream, with "-shadow" appended to its
+	// host, goes to each through Config.Mirrorer, and the answers are
+	// discarded. Only requests whose body is already buffered (or empty)
+	// are mirrored; others are counted as skipped by the Mirrorer.
+	Mirrors []Mirror
+
 	// Tunnel hands a CONNECT request to Config.TunnelHandler (the engine
 	// answers 501 when there is none). The connection belongs to the
 	// handler from then on. CONNECT without Tunnel (and without a local
 	// Status) is answered 501.
 	Tunnel bool
+}
+
+// UpstreamProtocol selects the HTTP version used towards the upstream.
+type UpstreamProtocol uint8
+
+// Upstream protocols.
+const (
+	UpstreamSameAsClient UpstreamProtocol = iota // use_downstream_protocol, passthrough
+	UpstreamHTTP1
+	UpstreamHTTP2
+)
+
+// H2Upstream carries requests to HTTP/2 upstreams (an h2.Pool).
+type H2Upstream interface {
+	RoundTrip(req *http.Request, upstream, tlsKey string) (*http.Response, error)
+}
+
+// Mirror is one shadow destination of a request.
+type Mirror struct {
+	Upstream    string // host:port
+	UpstreamTLS string // as Decision.UpstreamTLS
+}
+
+// Mirrorer sends shadow copies of requests. Mirror is called on the
+// connection goroutine and must not block: it copies what it needs (head
+// and body are only valid during the call) and sends asynchronously.
+// head is a complete HTTP/1.1 request head as it would go upstream, with
+// the shadow host; body is nil when the request had no body, and
+// unbuffered is true when the request had a body the engine could not
+// hand over whole (streamed), so it was not mirrored.
+type Mirrorer interface {
+	Mirror(head, body []byte, unbuffered bool, targets []Mirror)
 }
 
 // Retrier decides retries for one request. Retry is called on the
@@ -188,6 +233,7 @@ type Request struct {
 	proto                             Proto
 	headers                           []Header
 	remote                            net.Addr
+	conn                              net.Conn
 
 	contentLength  int64 // -1: none
 	chunked        bool
@@ -220,6 +266,11 @@ func (r *Request) Proto() Proto { return r.proto }
 // RemoteAddr returns the client address.
 func (r *Request) RemoteAddr() net.Addr { return r.remote }
 
+// Conn returns the client connection the request arrived on, e.g. a
+// connection the proxy terminated mTLS on, whose peer identity authorization
+// reads. Only for inspection: reading or writing it would corrupt the exchange.
+func (r *Request) Conn() net.Conn { return r.conn }
+
 // IsConnect reports a CONNECT request; Host then returns its authority.
 func (r *Request) IsConnect() bool { return r.connect }
 
@@ -244,8 +295,8 @@ func (r *Request) VisitHeaders(fn func(name, value []byte)) {
 }
 
 func (r *Request) reset() {
-	h, remote := r.headers[:0], r.remote
-	*r = Request{headers: h, remote: remote, contentLength: -1}
+	h, remote, conn := r.headers[:0], r.remote, r.conn
+	*r = Request{headers: h, remote: remote, conn: conn, contentLength: -1}
 }
 
 // equalFold reports whether b equals s ignoring ASCII case.

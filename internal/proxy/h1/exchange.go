@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -132,6 +133,10 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 		}
 	}
 
+	if d.UpstreamProtocol == UpstreamHTTP2 && s.cfg.H2Upstream != nil && !req.upgrade {
+		return cn.proxyH2(req, d, deadline, sum)
+	}
+
 	// body is the request body when it can be written in one go (and so
 	// replayed): already in the read buffer, or copied into a retry buffer
 	// when a retry policy applies. nil: no body, or streamed.
@@ -140,7 +145,7 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 	if hasBody && !req.chunked {
 		if int64(cn.rd.buffered()) >= req.contentLength {
 			body = cn.rd.buf[cn.rd.r : cn.rd.r+int(req.contentLength)]
-		} else if d.Retry != nil && !req.upgrade && req.contentLength <= int64(s.cfg.MaxRetryBody) {
+		} else if (d.Retry != nil || len(d.Mirrors) > 0 && s.cfg.Mirrorer != nil) && !req.upgrade && req.contentLength <= int64(s.cfg.MaxRetryBody) {
 			bp, err := cn.bufferBody(req, deadline)
 			if err != nil {
 				// The client did not deliver its body: nothing to answer.
@@ -151,6 +156,9 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 			defer retryBufs.Put(bp)
 			body = *bp
 		}
+	}
+	if len(d.Mirrors) > 0 && s.cfg.Mirrorer != nil && !req.upgrade {
+		cn.mirror(req, d, hasBody, body)
 	}
 	canRetry := isIdempotent(req.method) && (!hasBody || body != nil) && !req.upgrade
 	replay := d.Retry != nil && !req.upgrade && (!hasBody || (body != nil && len(body) <= s.cfg.MaxRetryBody))
@@ -312,6 +320,26 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 		s.pool.put(uc)
 	}
 	return !clientClose
+}
+
+// mirror hands a shadow copy of req (as it goes upstream, host suffixed
+// "-shadow" before any port, as Envoy does) to the Mirrorer. Off the happy
+// path: it allocates.
+func (cn *conn) mirror(req *Request, d *Decision, hasBody bool, body []byte) {
+	host := d.HostRewrite
+	if host == nil {
+		host = req.host
+	}
+	shadow := make([]byte, 0, len(host)+7)
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
+		shadow = append(append(append(shadow, host[:i]...), "-shadow"...), host[i:]...)
+	} else {
+		shadow = append(append(shadow, host...), "-shadow"...)
+	}
+	sd := *d
+	sd.HostRewrite = shadow
+	head := appendRequestHead(nil, req, &sd)
+	cn.srv.cfg.Mirrorer.Mirror(head, body, hasBody && body == nil, d.Mirrors)
 }
 
 // roundTrip makes one attempt: it sends the request head (and body, or

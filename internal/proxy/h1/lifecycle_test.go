@@ -363,8 +363,16 @@ func TestPoolLimitsAndIdleExpiry(t *testing.T) {
 	if st := <-slow; st != 200 {
 		t.Fatalf("slow request: %d", st)
 	}
-	if idle, total := pool.Stats(up.addr()); idle != 1 || total != 1 {
-		t.Fatalf("after request: idle=%d total=%d", idle, total)
+	// The connection goes back to the pool just after the response reached
+	// the client: wait for it rather than race it.
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		idle, total := pool.Stats(up.addr())
+		if idle == 1 && total == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after request: idle=%d total=%d", idle, total)
+		}
 	}
 	// The sweeper closes it after IdleTimeout without any traffic.
 	got := settle(0, func() int { _, total := pool.Stats(up.addr()); return total })

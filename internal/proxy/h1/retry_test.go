@@ -90,9 +90,9 @@ func flaky(t *testing.T, fails int64) (*countingUpstream, *atomic.Int64) {
 }
 
 func TestRetry(t *testing.T) {
-	refusedL, _ := net.Listen("tcp", "127.0.0.1:0")
-	refused := refusedL.Addr().String()
-	refusedL.Close()
+	// Port 1 on loopback refuses (nothing listens there); a closed
+	// ephemeral port could be reused by a concurrently running test.
+	const refused = "127.0.0.1:1"
 
 	t.Run("503 twice then success", func(t *testing.T) {
 		u, n := flaky(t, 2)

@@ -51,6 +51,13 @@ type Config struct {
 	// TunnelHandler serves CONNECT requests the Router marks Tunnel; nil
 	// answers them 501.
 	TunnelHandler TunnelHandler
+	// H2Upstream carries requests whose Decision asks for HTTP/2 upstream
+	// (gRPC / HTTP/2 clusters called by HTTP/1.1 clients); nil sends them
+	// as HTTP/1.1.
+	H2Upstream H2Upstream
+	// Mirrorer sends shadow copies of requests whose Decision has Mirrors;
+	// nil ignores Mirrors.
+	Mirrorer Mirrorer
 	// RawIO switches client sockets to raw non-blocking reads/writes
 	// (rawio.go): about 20 % less CPU per request at moderate load, but it
 	// measured worse p99 tails, so it is opt-in until that is understood.
@@ -238,12 +245,12 @@ func (s *Server) run(cn *conn) {
 		s.mu.Unlock()
 		cn.c, cn.rd.conn, cn.w.conn, cn.rd.raw, cn.w.raw = nil, nil, nil, nil, nil
 		cn.req.reset()
-		cn.req.remote = nil
+		cn.req.remote, cn.req.conn = nil, nil
 		if cap(cn.w.buf) <= 4*writeBufSize {
 			s.connFree.Put(cn)
 		}
 	}()
-	cn.req.remote = cn.c.RemoteAddr()
+	cn.req.remote, cn.req.conn = cn.c.RemoteAddr(), cn.c
 	cn.serve()
 }
 

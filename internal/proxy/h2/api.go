@@ -75,17 +75,19 @@ type Request struct {
 	target     []byte
 	host       []byte
 	remote     net.Addr
+	conn       net.Conn
 	grpc       bool
 	grpcStatus int
 }
 
-func newRequest(r *http.Request, remote net.Addr) *Request {
+func newRequest(r *http.Request, remote net.Addr, conn net.Conn) *Request {
 	req := &Request{
 		hr:         r,
 		method:     view(r.Method),
 		target:     view(r.RequestURI),
 		host:       view(r.Host),
 		remote:     remote,
+		conn:       conn,
 		grpcStatus: -1,
 	}
 	t := req.target
@@ -127,6 +129,10 @@ func (r *Request) Proto() h1.Proto { return HTTP2 }
 
 // RemoteAddr returns the client address.
 func (r *Request) RemoteAddr() net.Addr { return r.remote }
+
+// Conn returns the client connection the stream belongs to, for inspection
+// only (its peer identity, for authorization).
+func (r *Request) Conn() net.Conn { return r.conn }
 
 // IsConnect reports a CONNECT request. HTTP/2 CONNECT is not proxied (it is
 // answered 501), so this is always false for routed requests.

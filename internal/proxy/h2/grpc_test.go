@@ -237,6 +237,16 @@ func TestGRPCDeadlineExceeded(t *testing.T) {
 	})
 }
 
+// TestGRPCLocalAnswerText: a local answer with a body (an RBAC denial)
+// gives gRPC clients that text as the status message.
+func TestGRPCLocalAnswerText(t *testing.T) {
+	addr, _ := startProxy(t, Config{Router: static(h1.Decision{Status: 403, Reason: "rbac_access_denied", Body: []byte("RBAC: access denied")})})
+	_, err := grpcClient(t, addr).UnaryCall(ctxT(t), &testgrpc.SimpleRequest{})
+	if s, _ := status.FromError(err); s.Code() != codes.PermissionDenied || s.Message() != "RBAC: access denied" {
+		t.Fatalf("status = %v %q", s.Code(), s.Message())
+	}
+}
+
 func TestGRPCLocalAnswers(t *testing.T) {
 	tests := []struct {
 		status int

@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -44,9 +45,9 @@ type stream struct {
 	deadline time.Time       // zero: none
 }
 
-func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, remote net.Addr) {
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, remote net.Addr, conn net.Conn) {
 	start := time.Now()
-	st := &stream{s: s, w: w, r: r, req: newRequest(r, remote)}
+	st := &stream{s: s, w: w, r: r, req: newRequest(r, remote, conn)}
 	if o := s.cfg.Observer; o != nil {
 		o.RequestStart(st.req)
 	}
@@ -124,6 +125,9 @@ func (st *stream) proxy() {
 	// while the transport has not read from it (connect failures).
 	bodiless := r.Body == nil || r.Body == http.NoBody || (r.ContentLength == 0 && !st.req.grpc)
 	upstream := d.Upstream
+	if len(d.Mirrors) > 0 && st.s.cfg.Mirrorer != nil && !st.req.grpc {
+		st.mirror(bodiless)
+	}
 	for attempt := 1; ; attempt++ {
 		st.sum.Attempts = attempt
 		out := st.outRequest(upstream, body, bodiless)
@@ -168,6 +172,28 @@ func (st *stream) nextTLS() {
 	}
 }
 
+// mirror hands a shadow copy of a bodiless stream, as an HTTP/1.1 head with
+// "-shadow" appended to the host, to the Mirrorer.
+func (st *stream) mirror(bodiless bool) {
+	m := st.s.cfg.Mirrorer
+	if !bodiless {
+		m.Mirror(nil, nil, true, st.d.Mirrors)
+		return
+	}
+	out := st.outRequest(st.d.Upstream, nil, true)
+	host, port, err := net.SplitHostPort(out.Host)
+	if err != nil {
+		out.Host += "-shadow"
+	} else {
+		out.Host = net.JoinHostPort(host+"-shadow", port)
+	}
+	var b bytes.Buffer
+	if err := out.Write(&b); err != nil {
+		return
+	}
+	m.Mirror(b.Bytes(), nil, false, st.d.Mirrors)
+}
+
 // backoff waits d; false if the stream ended meanwhile.
 func (st *stream) backoff(d time.Duration) bool {
 	if d <= 0 {
@@ -186,12 +212,18 @@ func (st *stream) backoff(d time.Duration) bool {
 // roundTrip runs one attempt, bounded by PerTryTimeout until the response
 // head arrives.
 func (st *stream) roundTrip(out *http.Request, upstream string) (*http.Response, error) {
+	var pool interface {
+		RoundTrip(*http.Request, string, string) (*http.Response, error)
+	} = st.s.cfg.Pool
+	if st.d.UpstreamProtocol == h1.UpstreamHTTP1 && !st.req.grpc && st.s.cfg.HTTP1 != nil {
+		pool = st.s.cfg.HTTP1
+	}
 	if st.d.PerTryTimeout <= 0 {
-		return st.s.cfg.Pool.RoundTrip(out, upstream, st.d.UpstreamTLS)
+		return pool.RoundTrip(out, upstream, st.d.UpstreamTLS)
 	}
 	ctx, cancel := context.WithCancelCause(out.Context())
 	t := time.AfterFunc(st.d.PerTryTimeout, func() { cancel(h1.ErrPerTryTimeout) })
-	resp, err := st.s.cfg.Pool.RoundTrip(out.WithContext(ctx), upstream, st.d.UpstreamTLS)
+	resp, err := pool.RoundTrip(out.WithContext(ctx), upstream, st.d.UpstreamTLS)
 	if !t.Stop() && err != nil && errors.Is(context.Cause(ctx), h1.ErrPerTryTimeout) {
 		err = h1.ErrPerTryTimeout
 	}
@@ -393,7 +425,12 @@ func (st *stream) local(status int, reason string, body []byte) {
 	if st.req.grpc {
 		code := grpcCodeForHTTP(status)
 		msg := reason
-		if msg == "" {
+		switch {
+		case len(body) > 0 && status >= 400:
+			// An answer with a text (RBAC's "RBAC: access denied", a JWT
+			// failure) carries it as the message, as Envoy's local replies do.
+			msg = string(body)
+		case msg == "":
 			msg = http.StatusText(status)
 		}
 		h.Set("Content-Type", "application/grpc")

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/weftmesh/weft/internal/proxy/h1"
 )
 
 // Config configures a Server. Router is required.
@@ -37,6 +39,13 @@ type Config struct {
 	// Logger receives connection-level errors at debug level (default
 	// slog.Default()).
 	Logger *slog.Logger
+	// HTTP1 carries streams whose Decision asks for an HTTP/1.1 upstream
+	// (except gRPC); nil sends every stream as HTTP/2.
+	HTTP1 *HTTP1Pool
+	// Mirrorer sends shadow copies of streams whose Decision has Mirrors;
+	// nil ignores Mirrors. Only streams without a body are mirrored (the
+	// body of an HTTP/2 stream is never buffered); gRPC is not mirrored.
+	Mirrorer h1.Mirrorer
 }
 
 // Server serves HTTP/2 connections handed over by a listener.
@@ -111,7 +120,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		Context:    context.Background(),
 		BaseConfig: s.base,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			s.serveStream(w, r, remote)
+			s.serveStream(w, r, remote, c)
 		}),
 	})
 }

@@ -22,12 +22,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftmesh/weft/internal/proxy/accesslog"
 	"github.com/weftmesh/weft/internal/proxy/capture"
 	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/h2"
+	"github.com/weftmesh/weft/internal/proxy/mirror"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
+	"github.com/weftmesh/weft/internal/proxy/tracing"
 )
 
 // Mode is how traffic reaches the proxy.
@@ -67,6 +70,9 @@ type Config struct {
 	Logger        *slog.Logger
 	// H1 carries engine knobs; Router, Observer and Pool are set per server.
 	H1 h1.Config
+	// AccessLog and Tracer are handed to every router (nil: off).
+	AccessLog *accesslog.Logger
+	Tracer    *tracing.Tracer
 	// InboundTLS terminates mesh mTLS on chains with a DownstreamTlsContext
 	// (tls_inbound.go); nil refuses connections that land on such a chain.
 	InboundTLS *InboundTLS
@@ -93,6 +99,8 @@ type Manager struct {
 	servers  map[string]*h1.Server
 	h2s      map[string]*h2.Server // same keys and routers as servers
 	h2pool   *h2.Pool
+	h1pool   *h2.HTTP1Pool // HTTP/2 clients to HTTP/1.1 upstreams
+	mirror   *mirror.Sender
 	tcpConns map[net.Conn]struct{}
 	closed   bool
 	draining atomic.Bool
@@ -113,8 +121,15 @@ func New(cfg Config) *Manager {
 	if !cfg.BindAddr.IsValid() {
 		cfg.BindAddr = netip.IPv4Unspecified()
 	}
+	mir := mirror.New(mirror.Config{Logger: cfg.Logger, Dial: cfg.UpstreamDial})
+	if cfg.Metrics != nil {
+		for _, c := range mir.Collectors() {
+			_ = cfg.Metrics.Registry().Register(c) // a second Manager on one registry (tests) keeps the first's
+		}
+	}
 	return &Manager{
 		cfg:      cfg,
+		mirror:   mir,
 		log:      cfg.Logger.With("component", "listener"),
 		pool:     h1.NewPool(h1.PoolConfig{Dial: cfg.UpstreamDial}),
 		origDst:  capture.OriginalDst,
@@ -122,6 +137,7 @@ func New(cfg Config) *Manager {
 		servers:  map[string]*h1.Server{},
 		h2s:      map[string]*h2.Server{},
 		h2pool:   h2.NewPool(h2.PoolConfig{Dial: cfg.UpstreamDial}),
+		h1pool:   h2.NewHTTP1Pool(cfg.UpstreamDial),
 		tcpConns: map[net.Conn]struct{}{},
 	}
 }
@@ -258,9 +274,10 @@ func (m *Manager) server(key string, rep telemetry.Reporter, src func() router.T
 	if m.closed {
 		return nil
 	}
-	rt := router.New(router.Config{Holder: m.cfg.Holder, Source: src(), Metrics: m.cfg.Metrics, Reporter: rep, UpstreamPeer: m.cfg.UpstreamPeer, Logger: m.log})
+	rt := router.New(router.Config{Holder: m.cfg.Holder, Source: src(), Metrics: m.cfg.Metrics, Reporter: rep, UpstreamPeer: m.cfg.UpstreamPeer,
+		Logger: m.cfg.Logger, AccessLog: m.cfg.AccessLog, Tracer: m.cfg.Tracer})
 	cfg := m.cfg.H1
-	cfg.Router, cfg.Observer, cfg.Pool, cfg.Logger = rt, rt, m.pool, m.cfg.Logger
+	cfg.Router, cfg.Observer, cfg.Pool, cfg.Logger, cfg.Mirrorer, cfg.H2Upstream = rt, rt, m.pool, m.cfg.Logger, m.mirror, m.h2pool
 	if key == ExplicitListenerName {
 		cfg.TunnelHandler = m.tunnel
 	}
@@ -270,7 +287,7 @@ func (m *Manager) server(key string, rep telemetry.Reporter, src func() router.T
 		return nil
 	}
 	m.servers[key] = s
-	m.h2s[key] = h2.NewServer(h2.Config{Router: rt.H2(), Observer: rt.H2(), Pool: m.h2pool, Logger: m.cfg.Logger})
+	m.h2s[key] = h2.NewServer(h2.Config{Router: rt.H2(), Observer: rt.H2(), Pool: m.h2pool, HTTP1: m.h1pool, Logger: m.cfg.Logger, Mirrorer: m.mirror})
 	return s
 }
 
@@ -343,7 +360,7 @@ func (m *Manager) serveCaptured(name string, c net.Conn) {
 		rep = telemetry.Destination
 	}
 	switch {
-	case fc.HTTP != nil && (fc.HTTP.RouteTable != nil || inbound):
+	case fc.HTTP != nil && (fc.HTTP.RouteTable != nil || inbound || fc.HTTP.HasAuth()):
 		lname := l.Name
 		key := "chain|" + lname + "|" + dst.String()
 		m.serveHTTP(c, key, rep, func() router.TableSource {
@@ -353,6 +370,10 @@ func (m *Manager) serveCaptured(name string, c net.Conn) {
 		rds, port := fc.HTTP.RouteConfigName, itoa(dst.Port())
 		m.serveHTTP(c, "rds|"+rds+"|"+port, rep, func() router.TableSource { return rdsSource{name: rds, port: port} })
 	case fc.TCP != nil:
+		if !m.tcpAllowed(c, fc, dst) {
+			c.Close()
+			return
+		}
 		m.forwardTCP(c, snap, fc.TCP.PickCluster(rand.Uint32()), fc.TCP.IdleTimeout, dst.String(), rep)
 	default:
 		c.Close()
@@ -409,6 +430,8 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	m.mirror.Close()
+	m.h1pool.Close()
 	// TCP connections have no request boundary: they get the drain time,
 	// then close.
 	m.waitTCP(ctx)

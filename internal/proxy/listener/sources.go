@@ -2,6 +2,7 @@ package listener
 
 import (
 	"bytes"
+	"net/netip"
 	"strconv"
 
 	"github.com/weftmesh/weft/internal/proxy/router"
@@ -85,19 +86,34 @@ type chainSource struct {
 	orig     string // passthrough target: the original destination
 }
 
-func (c *chainSource) Table(s *runtime.Snapshot, _ router.Request) *runtime.RouteTable {
+func (c *chainSource) Table(s *runtime.Snapshot, req router.Request) *runtime.RouteTable {
+	h := c.HCM(s, req)
+	if h == nil {
+		return nil
+	}
+	if h.RouteTable != nil {
+		return h.RouteTable
+	}
+	return s.RouteTable(h.RouteConfigName)
+}
+
+// HCM implements router.HCMSource: the connection manager of the chain the
+// connection matched, so its jwt_authn and RBAC filters run.
+func (c *chainSource) HCM(s *runtime.Snapshot, _ router.Request) *runtime.HTTPConnectionManager {
 	l := s.Listener(c.listener)
 	if l == nil {
 		return nil
 	}
 	fc := l.FilterChainFor(c.ci)
-	if fc == nil || fc.HTTP == nil {
+	if fc == nil {
 		return nil
 	}
-	if fc.HTTP.RouteTable != nil {
-		return fc.HTTP.RouteTable
-	}
-	return s.RouteTable(fc.HTTP.RouteConfigName)
+	return fc.HTTP
+}
+
+// Destination implements router.HCMSource.
+func (c *chainSource) Destination() netip.AddrPort {
+	return netip.AddrPortFrom(c.ci.DstIP, c.ci.DstPort)
 }
 
 func (c *chainSource) Passthrough(router.Request) string { return c.orig }
@@ -106,7 +122,7 @@ var (
 	_ router.TableSource    = hostPortSource{}
 	_ router.FallbackSource = hostPortSource{}
 	_ router.TableSource    = rdsSource{}
-	_ router.TableSource    = (*chainSource)(nil)
+	_ router.HCMSource      = (*chainSource)(nil)
 )
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }

@@ -3,10 +3,13 @@ package listener
 import (
 	"context"
 	"net"
+	"net/netip"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
+	"github.com/weftmesh/weft/internal/proxy/rbac"
+	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/runtime/route"
 	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
@@ -28,6 +31,26 @@ func (m *Manager) untrack(c net.Conn) {
 	m.mu.Lock()
 	delete(m.tcpConns, c)
 	m.mu.Unlock()
+}
+
+// tcpAllowed runs a chain's network RBAC filters (Envoy's
+// envoy.filters.network.rbac) on a new connection to dst, before any
+// upstream work: the caller closes a denied connection. The decision is
+// made once, when the connection is accepted; every attribute a network
+// policy matches (peer identity, addresses, SNI) is known by then.
+func (m *Manager) tcpAllowed(c net.Conn, fc *runtime.FilterChain, dst netip.AddrPort) bool {
+	if len(fc.RBAC) == 0 {
+		return true
+	}
+	in := rbac.Input{Destination: dst}
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		in.Source = ta.AddrPort().Addr().Unmap()
+	}
+	in.Remote = in.Source
+	if p, ok := c.(router.PeerIdentity); ok {
+		in.Principal, in.SNI = p.PeerPrincipal(), p.ServerName()
+	}
+	return rbac.Allowed(fc.RBAC, &in, m.cfg.Logger)
 }
 
 // forwardTCP relays c to an endpoint of the named cluster (or to orig for
@@ -96,8 +119,8 @@ func (m *Manager) forwardTo(c net.Conn, cl *upstream.Cluster, ep *upstream.Endpo
 			return dial(ctx, network, addr, key)
 		}
 	}
-	if pa, ok := c.RemoteAddr().(*PeerAddr); ok { // inbound mTLS: the caller's identity
-		dest = dest.Peer(pa.PeerPrincipal())
+	if p, ok := c.(router.PeerIdentity); ok { // inbound mTLS: the caller's identity
+		dest = dest.Peer(p.PeerPrincipal())
 	}
 	p := tcp.New(cfg)
 	up, err := p.Dial(addr)

@@ -84,22 +84,26 @@ const (
 )
 
 // PeerConn is an inbound connection on which the proxy terminated mesh
-// mTLS. Telemetry and authorization read the caller's identity from it,
-// or from its RemoteAddr (a *PeerAddr) where only the address travels.
+// mTLS. Telemetry and authorization read the caller's identity from it.
 type PeerConn struct {
 	*tls.Conn
-	id      spiffe.ID
-	addr    net.Addr
-	pending []byte // read while sniffing the protocol; Read returns it first
+	id        spiffe.ID
+	principal string // id.String(), computed once per connection
+	sni       string
+	pending   []byte // read while sniffing the protocol; Read returns it first
 }
+
+var _ router.PeerIdentity = (*PeerConn)(nil)
 
 // PeerID is the verified SPIFFE ID of the caller.
 func (c *PeerConn) PeerID() spiffe.ID { return c.id }
 
-// RemoteAddr is the caller's address with its identity (a *PeerAddr when
-// the underlying address is TCP). The HTTP engines keep it per
-// connection, so routing and telemetry see the caller without a lookup.
-func (c *PeerConn) RemoteAddr() net.Addr { return c.addr }
+// PeerPrincipal is the caller's SPIFFE ID as a URI string
+// ("spiffe://td/ns/x/sa/y"), what RBAC principals match.
+func (c *PeerConn) PeerPrincipal() string { return c.principal }
+
+// ServerName is the SNI the caller sent in its ClientHello.
+func (c *PeerConn) ServerName() string { return c.sni }
 
 // Read returns bytes consumed by protocol sniffing first.
 func (c *PeerConn) Read(p []byte) (int, error) {
@@ -128,19 +132,6 @@ func (c *PeerConn) startsWithH2Preface() bool {
 	c.pending = append(c.pending, buf...)
 	return len(buf) == h2.PrefaceLen && h2.IsPreface(buf)
 }
-
-// PeerAddr is the remote address of a mesh mTLS connection: the TCP
-// address and the caller's verified SPIFFE ID.
-type PeerAddr struct {
-	*net.TCPAddr
-	ID spiffe.ID
-	// principal is ID as a string, computed once per connection.
-	principal string
-}
-
-// PeerPrincipal is the caller's SPIFFE ID as a string (Istio's
-// source.principal).
-func (a *PeerAddr) PeerPrincipal() string { return a.principal }
 
 // ConnectionSecurityPolicy is Istio's connection_security_policy label value.
 func (c *PeerConn) ConnectionSecurityPolicy() string { return "mutual_tls" }
@@ -225,9 +216,9 @@ func (m *Manager) terminateTLS(c net.Conn, fc *runtime.FilterChain) (*PeerConn, 
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Time{})
-	pc := &PeerConn{Conn: tc, id: peer, addr: tc.RemoteAddr()}
-	if ta, ok := pc.addr.(*net.TCPAddr); ok && peer != (spiffe.ID{}) {
-		pc.addr = &PeerAddr{TCPAddr: ta, ID: peer, principal: peer.String()}
+	pc := &PeerConn{Conn: tc, id: peer, sni: tc.ConnectionState().ServerName}
+	if peer.TrustDomain != "" { // no client certificate (not required): no principal
+		pc.principal = peer.String()
 	}
 	return pc, nil
 }
@@ -442,6 +433,10 @@ func (m *Manager) serveExplicitInbound(c net.Conn) {
 			return &chainSource{listener: l.Name, ci: ci}
 		})
 	case fc.TCP != nil:
+		if !m.tcpAllowed(c, fc, dst) {
+			c.Close()
+			return
+		}
 		m.forwardTCP(c, snap, fc.TCP.PickCluster(rand.Uint32()), fc.TCP.IdleTimeout, "", telemetry.Destination)
 	default:
 		c.Close()

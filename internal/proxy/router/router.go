@@ -27,16 +27,22 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
+	"github.com/weftmesh/weft/internal/proxy/accesslog"
 	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/h2"
+	"github.com/weftmesh/weft/internal/proxy/jwtauthn"
+	"github.com/weftmesh/weft/internal/proxy/rbac"
 	"github.com/weftmesh/weft/internal/proxy/runtime"
 	"github.com/weftmesh/weft/internal/proxy/runtime/route"
 	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 	"github.com/weftmesh/weft/internal/proxy/telemetry"
+	"github.com/weftmesh/weft/internal/proxy/tracing"
 )
 
 // Reasons sent in x-weft-reason for local answers.
 const (
+	ReasonRBACDenied        = "rbac_access_denied"
+	ReasonJWTFailed         = "jwt_authn_failed"
 	ReasonRouteNotFound     = "route_not_found"
 	ReasonNoHealthyUpstream = "no_healthy_upstream"
 	ReasonOverflow          = "upstream_overflow"
@@ -56,16 +62,42 @@ type Request interface {
 	Method() []byte
 	Path() []byte
 	RawQuery() []byte
+	Target() []byte
 	Host() []byte
 	Header(name string) ([]byte, bool)
 	RemoteAddr() net.Addr
+	// Conn is the client connection, for its peer identity (PeerIdentity).
+	Conn() net.Conn
 	IsConnect() bool
 }
 
 var (
-	_ Request = (*h1.Request)(nil)
-	_ Request = (*h2.Request)(nil)
+	_ Request          = (*h1.Request)(nil)
+	_ Request          = (*h2.Request)(nil)
+	_ rbac.HTTPRequest = Request(nil)
+	_ jwtauthn.Request = Request(nil)
 )
+
+// PeerIdentity is implemented by connections on which the proxy terminated
+// mesh mTLS (listener.PeerConn): authorization matches the caller's
+// verified SPIFFE ID and the SNI it sent.
+type PeerIdentity interface {
+	PeerPrincipal() string
+	ServerName() string
+}
+
+// HCMSource is implemented by sources that serve one filter chain's HTTP
+// connection manager (inbound): the router reads the route table from it
+// and first runs its jwt_authn and RBAC filters, as Envoy runs an HCM's
+// HTTP filters before the router filter.
+type HCMSource interface {
+	TableSource
+	// HCM returns the connection manager serving req in s, or nil (404).
+	HCM(s *runtime.Snapshot, req Request) *runtime.HTTPConnectionManager
+	// Destination is the (original) destination address of the
+	// connections the source serves: RBAC's destination_ip and _port.
+	Destination() netip.AddrPort
+}
 
 // TableSource says which route table serves a request. Implementations are
 // per listener kind: the explicit HTTP proxy picks the table by the port in
@@ -98,19 +130,29 @@ type Config struct {
 	// over TLS context tlsKey ("" unknown): outbound telemetry's
 	// destination_principal. Nil: not reported.
 	UpstreamPeer func(addr, tlsKey string) string
-	Logger       *slog.Logger
-	randUint     func() uint32 // tests
+	// Logger is the base logger: RBAC audit, shadow and denial lines carry
+	// component=rbac.
+	Logger *slog.Logger
+	// AccessLog, when set, gets one entry per request.
+	AccessLog *accesslog.Logger
+	// Tracer, when set, records a span per sampled request and hands the
+	// upstream the proxy's span as parent (traceparent / B3).
+	Tracer   *tracing.Tracer
+	randUint func() uint32 // tests
 }
 
 // Router implements h1.Router and h1.Observer over a runtime.Holder.
 type Router struct {
 	holder   *runtime.Holder
 	src      TableSource
+	hcmSrc   HCMSource // src, when it is one
 	metrics  *telemetry.Metrics
 	reporter telemetry.Reporter
 	peerOf   func(addr, tlsKey string) string
 	log      *slog.Logger
 	rnd      func() uint32
+	alog     *accesslog.Logger
+	tracer   *tracing.Tracer
 
 	states  sync.Pool
 	ops     atomic.Pointer[opsCache]
@@ -128,13 +170,15 @@ var (
 // New returns a Router. Install it as both Router and Observer of an
 // h1.Server: the Observer half ends what the Router half started.
 func New(cfg Config) *Router {
-	r := &Router{holder: cfg.Holder, src: cfg.Source, metrics: cfg.Metrics, reporter: cfg.Reporter, peerOf: cfg.UpstreamPeer, log: cfg.Logger, rnd: cfg.randUint}
+	r := &Router{holder: cfg.Holder, src: cfg.Source, metrics: cfg.Metrics, reporter: cfg.Reporter, peerOf: cfg.UpstreamPeer, log: cfg.Logger, rnd: cfg.randUint,
+		alog: cfg.AccessLog, tracer: cfg.Tracer}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
 	if r.rnd == nil {
 		r.rnd = rand.Uint32
 	}
+	r.hcmSrc, _ = cfg.Source.(HCMSource)
 	r.states.New = func() any { return &reqState{r: r} }
 	r.noRoute = cfg.Metrics.Dest(cfg.Reporter, "unknown")
 	return r
@@ -163,10 +207,16 @@ type reqState struct {
 	tried     [maxTracked]*upstream.Endpoint
 	ntried    int
 
+	// header outputs of jwt_authn for the upstream request
+	jwt jwtauthn.Result
+
 	// scratch reused across requests
 	setReq, addReq, setResp, addResp []h1.Header
 	rmReq                            [][]byte
-	path, loc                        []byte
+	path, loc, origin                []byte
+	mirrors                          []h1.Mirror
+	logPath                          []byte
+	trace                            traceState
 }
 
 // maxTracked bounds the endpoints remembered for previous_hosts.
@@ -177,6 +227,17 @@ func (r *Router) Route(req *h1.Request) h1.Decision {
 	st := r.states.Get().(*reqState)
 	d := r.route(req, st)
 	d.State = st
+	return d
+}
+
+// route decides one request: inbound authentication and authorization
+// first, then routing; jwt_authn's header outputs are added to a
+// forwarded request's mutations.
+func (r *Router) route(req Request, st *reqState) h1.Decision {
+	d := r.decide(req, st)
+	if d.Status == 0 && (len(st.jwt.Set) > 0 || len(st.jwt.Remove) > 0) {
+		r.jwtHeaders(st, &d)
+	}
 	return d
 }
 
@@ -201,6 +262,9 @@ func (h H2Router) RequestStart(*h2.Request) {}
 // RequestEnd implements h2.Observer.
 func (h H2Router) RequestEnd(req *h2.Request, s h1.Summary) {
 	if st, ok := s.State.(*reqState); ok && st.r == h.r {
+		if h.r.alog != nil || st.trace.on {
+			h.r.observeEnd(req, st, s)
+		}
 		h.r.finish(st, s.Status, s.Err, s.Duration, s.BytesIn, s.BytesOut)
 	}
 }
@@ -211,6 +275,9 @@ func (r *Router) RequestStart(*h1.Request) {}
 // RequestEnd implements h1.Observer.
 func (r *Router) RequestEnd(req *h1.Request, s h1.Summary) {
 	if st, ok := s.State.(*reqState); ok && st.r == r {
+		if r.alog != nil || st.trace.on {
+			r.observeEnd(req, st, s)
+		}
 		r.finish(st, s.Status, s.Err, s.Duration, s.BytesIn, s.BytesOut)
 	}
 }
@@ -341,6 +408,7 @@ func (r *Router) finish(st *reqState, status int, err error, dur time.Duration, 
 	st.cluster, st.ep, st.acquired, st.dest, st.flag = nil, nil, false, nil, telemetry.FlagNone
 	st.policy, st.addr, st.retryHeld, st.hash, st.hasHash = nil, "", false, 0, false
 	st.tlsKey, st.peer = "", ""
+	st.jwt = jwtauthn.Result{}
 	clear(st.tried[:st.ntried])
 	st.ntried = 0
 	r.states.Put(st)
@@ -363,22 +431,39 @@ func (r *Router) local(st *reqState, dest *telemetry.Dest, flag telemetry.Flag, 
 	return h1.Decision{Status: status, Reason: reason}
 }
 
-// peerAddr is the remote address of an inbound connection on which the
-// proxy terminated mesh mTLS (listener.PeerAddr).
-type peerAddr interface{ PeerPrincipal() string }
-
-func (r *Router) route(req Request, st *reqState) h1.Decision {
+func (r *Router) decide(req Request, st *reqState) h1.Decision {
 	st.wi = -1
-	if pa, ok := req.RemoteAddr().(peerAddr); ok {
-		st.peer = pa.PeerPrincipal()
+	if p, ok := req.Conn().(PeerIdentity); ok { // inbound mesh mTLS: telemetry's source_principal
+		st.peer = p.PeerPrincipal()
 	}
 	if req.IsConnect() {
 		// The tunnel handler resolves the authority and keeps its own
 		// telemetry (TCP metrics).
 		return h1.Decision{Tunnel: true}
 	}
+	if r.tracer != nil {
+		r.traceStart(req, st)
+	}
 	snap := r.holder.Load()
-	table := r.src.Table(snap, req)
+	var table *runtime.RouteTable
+	var hcm *runtime.HTTPConnectionManager
+	if r.hcmSrc != nil {
+		if hcm = r.hcmSrc.HCM(snap, req); hcm != nil {
+			table = hcm.RouteTable
+			if table == nil {
+				table = snap.RouteTable(hcm.RouteConfigName)
+			}
+		}
+	} else {
+		table = r.src.Table(snap, req)
+	}
+	if hcm != nil && hcm.HasAuth() {
+		// Like Envoy's HTTP filters, authentication and authorization
+		// decide before routing does (a denied request to no route is 403).
+		if d, done := r.authorize(req, st, hcm, table); done {
+			return d
+		}
+	}
 	if table == nil {
 		if fs, ok := r.src.(FallbackSource); ok {
 			if c := fs.Fallback(snap); c != nil {
@@ -404,6 +489,12 @@ func (r *Router) route(req Request, st *reqState) h1.Decision {
 	case route.ActionRedirect:
 		st.dest = r.metrics.Dest(r.reporter, rt.VirtualHost.Name)
 		return r.redirect(req, st, rt.Redirect)
+	}
+	origin, corsOK, preflight := corsOrigin(req, rt.Cors)
+	if preflight {
+		if d, ok := r.corsPreflight(st, rt.Cors, origin, corsOK, rt.VirtualHost.Name); ok {
+			return d
+		}
 	}
 	var delay time.Duration
 	if f := rt.Fault; f != nil {
@@ -440,6 +531,15 @@ func (r *Router) route(req Request, st *reqState) h1.Decision {
 	st.wi = wi
 	d := r.toCluster(req, st, c, rt, ops)
 	if d.Status == 0 {
+		if corsOK && !preflight {
+			corsResponse(st, &d, rt.Cors, origin)
+		}
+		if len(rt.Mirrors) > 0 {
+			r.mirror(st, &d, rt.Mirrors)
+		}
+		if st.trace.on {
+			traceInject(st, &d)
+		}
 		d.Delay = delay
 		if p := rt.Retry; p != nil {
 			d.PerTryTimeout = p.PerTryTimeout
@@ -494,7 +594,7 @@ func (r *Router) toCluster(req Request, st *reqState, c *upstream.Cluster, rt *r
 		upstreamAddr, tlsKey = ep.Addr, ep.TLSKey()
 	}
 	st.addr, st.tlsKey = upstreamAddr, tlsKey
-	d := h1.Decision{Upstream: upstreamAddr, UpstreamTLS: tlsKey, Timeout: ops.timeout}
+	d := h1.Decision{Upstream: upstreamAddr, UpstreamTLS: tlsKey, Timeout: ops.timeout, UpstreamProtocol: upstreamProtocol(c)}
 	d.HostRewrite = ops.hostRewrite
 	if ops.prefix != nil && bytes.HasPrefix(req.Path(), ops.prefix) {
 		st.path = append(append(st.path[:0], ops.prefixRewrite...), req.Path()[len(ops.prefix):]...)
@@ -512,6 +612,19 @@ func (r *Router) toCluster(req Request, st *reqState, c *upstream.Cluster, rt *r
 		r.mergeOps(req, st, &d, ops, st.wi)
 	}
 	return d
+}
+
+// upstreamProtocol is the cluster's HTTP version: explicit HTTP/2 (gRPC and
+// HTTP2 ports), the client's (use_downstream_protocol: sniffed ports;
+// passthrough), else HTTP/1.1, as Envoy picks it.
+func upstreamProtocol(c *upstream.Cluster) h1.UpstreamProtocol {
+	switch {
+	case c.HTTP2:
+		return h1.UpstreamHTTP2
+	case c.UseDownstreamProtocol || c.Type == clusterv3.Cluster_ORIGINAL_DST:
+		return h1.UpstreamSameAsClient
+	}
+	return h1.UpstreamHTTP1
 }
 
 // mergeOps builds per-request header slices in st's scratch space when a
@@ -576,7 +689,72 @@ func (r *Router) redirect(req Request, st *reqState, red *route.Redirect) h1.Dec
 	return h1.Decision{Status: red.Status, Body: []byte{}, SetResponseHeaders: st.setResp}
 }
 
-var locationName = []byte("location")
+var (
+	locationName        = []byte("location")
+	wwwAuthenticateName = []byte("www-authenticate")
+	rbacDeniedBody      = []byte(rbac.DeniedBody)
+)
+
+// authorize runs an inbound HCM's jwt_authn and RBAC filters. done is true
+// when the request was answered locally: 401/403 from jwt_authn with
+// Envoy's text, or 403 "RBAC: access denied" (response flag RBAC). It does
+// no upstream work and, without a token, no allocation.
+func (r *Router) authorize(req Request, st *reqState, hcm *runtime.HTTPConnectionManager, table *runtime.RouteTable) (h1.Decision, bool) {
+	var md map[string]any
+	if hcm.JWT != nil {
+		res, fail := hcm.JWT.Verify(req, time.Now())
+		if fail != nil {
+			d := r.local(st, r.destFor(req, table), telemetry.FlagNone, fail.Code, ReasonJWTFailed)
+			d.Body = []byte(fail.Body)
+			if fail.WWWAuthenticate != "" {
+				st.setResp = append(st.setResp[:0], h1.Header{Name: wwwAuthenticateName, Value: []byte(fail.WWWAuthenticate)})
+				d.SetResponseHeaders = st.setResp
+			}
+			return d, true
+		}
+		md, st.jwt = res.Metadata, res
+	}
+	if len(hcm.RBAC) == 0 {
+		return h1.Decision{}, false
+	}
+	in := rbac.Input{Source: remoteIP(req), Destination: r.hcmSrc.Destination(), HTTP: req, JWT: md}
+	in.Remote = in.Source
+	if p, ok := req.Conn().(PeerIdentity); ok {
+		in.Principal, in.SNI = p.PeerPrincipal(), p.ServerName()
+	}
+	if rbac.Allowed(hcm.RBAC, &in, r.log) {
+		return h1.Decision{}, false
+	}
+	st.jwt = jwtauthn.Result{}
+	d := r.local(st, r.destFor(req, table), telemetry.FlagRBAC, 403, ReasonRBACDenied)
+	d.Body = rbacDeniedBody
+	return d, true
+}
+
+// destFor is the telemetry destination of a request answered before
+// routing: the cluster of the route it would have taken.
+func (r *Router) destFor(req Request, table *runtime.RouteTable) *telemetry.Dest {
+	if table != nil {
+		if rt := table.Select(req.Host(), req.Path(), req.Method(), req.Header, req.RawQuery()); rt != nil && rt.ClusterName != "" {
+			return r.metrics.Dest(r.reporter, rt.ClusterName)
+		}
+	}
+	return r.noRoute
+}
+
+// jwtHeaders adds jwt_authn's outputs (token removal, payload and claim
+// headers) to a forwarded request's mutations, in st's scratch space.
+func (r *Router) jwtHeaders(st *reqState, d *h1.Decision) {
+	st.rmReq = append(st.rmReq[:0], d.RemoveRequestHeaders...)
+	for _, n := range st.jwt.Remove {
+		st.rmReq = append(st.rmReq, []byte(n))
+	}
+	st.setReq = append(st.setReq[:0], d.SetRequestHeaders...)
+	for _, h := range st.jwt.Set {
+		st.setReq = append(st.setReq, h1.Header{Name: []byte(h.Name), Value: []byte(h.Value)})
+	}
+	d.RemoveRequestHeaders, d.SetRequestHeaders = st.rmReq, st.setReq
+}
 
 func wcIndex(rt *route.Route, wc *route.WeightedCluster) int {
 	for i := range rt.Weighted {
@@ -588,9 +766,8 @@ func wcIndex(rt *route.Route, wc *route.WeightedCluster) int {
 }
 
 func remoteIP(req Request) netip.Addr {
-	// *net.TCPAddr, and listener.PeerAddr which wraps one.
-	if a, ok := req.RemoteAddr().(interface{ AddrPort() netip.AddrPort }); ok {
-		return a.AddrPort().Addr()
+	if ta, ok := req.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr()
 	}
 	return netip.Addr{}
 }

@@ -6,15 +6,21 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftmesh/weft/internal/proxy/jwtauthn"
+	"github.com/weftmesh/weft/internal/proxy/rbac"
 	"github.com/weftmesh/weft/internal/proxy/runtime/route"
 	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 )
@@ -29,16 +35,22 @@ const (
 	FilterTLSInspector = "envoy.filters.listener.tls_inspector"
 	FilterHTTPInspect  = "envoy.filters.listener.http_inspector"
 	FilterOriginalDst  = "envoy.filters.listener.original_dst"
+	FilterRBAC         = rbac.HTTPFilterName
+	FilterJWTAuthn     = jwtauthn.FilterName
+	FilterNetworkRBAC  = rbac.NetworkFilterName
 )
 
 // Listener is a compiled Listener. A listener whose config did not change
 // keeps its pointer (and Hash) across builds so the listener manager can keep
 // its socket.
 type Listener struct {
-	Name            string
-	Address         netip.AddrPort
-	BindToPort      bool
-	UseOriginalDst  bool
+	Name           string
+	Address        netip.AddrPort
+	BindToPort     bool
+	UseOriginalDst bool
+	// Inbound is traffic_direction INBOUND: the only listeners whose
+	// chains may carry authentication and authorization filters.
+	Inbound         bool
 	ListenerFilters []string
 	FilterChains    []*FilterChain
 	DefaultChain    *FilterChain
@@ -73,6 +85,9 @@ type FilterChain struct {
 	Match ChainMatch
 	HTTP  *HTTPConnectionManager
 	TCP   *TCPProxy
+	// RBAC are the envoy.filters.network.rbac filters in front of the
+	// terminal filter, in order: a connection they deny is closed.
+	RBAC []*rbac.Filter
 	// TLS is true when the chain terminates TLS; TLSContext holds its
 	// compiled DownstreamTlsContext (the listener enforces it).
 	TLS        bool
@@ -92,7 +107,16 @@ type HTTPConnectionManager struct {
 	StreamIdleTimeout time.Duration
 	RequestTimeout    time.Duration
 	WebSockets        bool
+	// JWT is the envoy.filters.http.jwt_authn filter, nil when absent.
+	JWT *jwtauthn.Filter
+	// RBAC are the envoy.filters.http.rbac filters, in order. The router
+	// runs JWT, then these, before routing.
+	RBAC []*rbac.Filter
 }
+
+// HasAuth reports whether requests on this HCM are authenticated or
+// authorized before routing.
+func (h *HTTPConnectionManager) HasAuth() bool { return h.JWT != nil || len(h.RBAC) > 0 }
 
 // TCPProxy is the compiled tcp_proxy of a filter chain.
 type TCPProxy struct {
@@ -236,7 +260,7 @@ func buildListeners(prev, s *Snapshot, lds map[string]*listenerv3.Listener, clus
 			continue
 		}
 		same = false
-		l, err := buildListener(pb, s.Clusters)
+		l, err := buildListener(pb, s.Clusters, s.opts.JWKS)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -249,7 +273,7 @@ func buildListeners(prev, s *Snapshot, lds map[string]*listenerv3.Listener, clus
 	return out, errs
 }
 
-func buildListener(pb *listenerv3.Listener, clusters *Clusters) (*Listener, error) {
+func buildListener(pb *listenerv3.Listener, clusters *Clusters, keys *jwtauthn.KeyCache) (*Listener, error) {
 	name := pb.GetName()
 	e := func(field, format string, args ...any) error { return rerr("Listener", name, field, format, args...) }
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(pb)
@@ -261,6 +285,8 @@ func buildListener(pb *listenerv3.Listener, clusters *Clusters) (*Listener, erro
 		l.BindToPort = v.GetValue()
 	}
 	l.UseOriginalDst = pb.GetUseOriginalDst().GetValue()
+	l.Inbound = pb.GetTrafficDirection() == corev3.TrafficDirection_INBOUND
+	bc := chainBuilder{clusters: clusters, keys: keys, inbound: l.Inbound}
 	sa := pb.GetAddress().GetSocketAddress()
 	if sa == nil {
 		if pb.GetAddress() != nil {
@@ -291,7 +317,7 @@ func buildListener(pb *listenerv3.Listener, clusters *Clusters) (*Listener, erro
 		}
 	}
 	for i, fc := range pb.GetFilterChains() {
-		c, field, err := buildFilterChain(fc, clusters)
+		c, field, err := bc.filterChain(fc)
 		if err != nil {
 			return nil, e("filter_chains["+itoa(i)+"]"+field, "%v", err)
 		}
@@ -299,7 +325,7 @@ func buildListener(pb *listenerv3.Listener, clusters *Clusters) (*Listener, erro
 		l.FilterChains = append(l.FilterChains, c)
 	}
 	if fc := pb.GetDefaultFilterChain(); fc != nil {
-		c, field, err := buildFilterChain(fc, clusters)
+		c, field, err := bc.filterChain(fc)
 		if err != nil {
 			return nil, e("default_filter_chain"+field, "%v", err)
 		}
@@ -309,7 +335,23 @@ func buildListener(pb *listenerv3.Listener, clusters *Clusters) (*Listener, erro
 	return l, nil
 }
 
-func buildFilterChain(pb *listenerv3.FilterChain, clusters *Clusters) (*FilterChain, string, error) {
+// chainBuilder compiles the filter chains of one listener.
+type chainBuilder struct {
+	clusters *Clusters
+	keys     *jwtauthn.KeyCache
+	inbound  bool
+}
+
+// defaultKeyCache serves snapshots built without Options.JWKS.
+var defaultKeyCache = sync.OnceValue(func() *jwtauthn.KeyCache { return jwtauthn.NewKeyCache(jwtauthn.KeyCacheConfig{}) })
+
+// notInbound is the NACK reason for authn/authz filters on other
+// listeners: only inbound connections go through them.
+func notInbound(filter string) error {
+	return errf("%s is only supported on inbound listeners (traffic_direction INBOUND)", filter)
+}
+
+func (b chainBuilder) filterChain(pb *listenerv3.FilterChain) (*FilterChain, string, error) {
 	c := &FilterChain{Name: pb.GetName()}
 	if m := pb.GetFilterChainMatch(); m != nil {
 		c.Match.DestinationPort = m.GetDestinationPort().GetValue()
@@ -366,7 +408,24 @@ func buildFilterChain(pb *listenerv3.FilterChain, clusters *Clusters) (*FilterCh
 	for i, f := range fs {
 		field := ".filters[" + itoa(i) + "]"
 		if i != len(fs)-1 {
-			return nil, field, errf("network filter %q is not supported (only a single terminal %s or %s)", f.GetName(), FilterHCM, FilterTCPProxy)
+			if f.GetName() != FilterNetworkRBAC {
+				return nil, field, errf("network filter %q is not supported (only %s in front of a single terminal %s or %s)",
+					f.GetName(), FilterNetworkRBAC, FilterHCM, FilterTCPProxy)
+			}
+			if !b.inbound {
+				return nil, field, notInbound(FilterNetworkRBAC)
+			}
+			var cfg netrbacv3.RBAC
+			if err := f.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
+				return nil, field + ".typed_config", errf("decode network RBAC: %v", err)
+			}
+			rf, err := rbac.CompileNetwork(&cfg)
+			if err != nil {
+				sub, err := filterFieldErr(err)
+				return nil, field + ".typed_config" + sub, err
+			}
+			c.RBAC = append(c.RBAC, rf)
+			continue
 		}
 		switch f.GetName() {
 		case FilterHCM:
@@ -374,7 +433,7 @@ func buildFilterChain(pb *listenerv3.FilterChain, clusters *Clusters) (*FilterCh
 			if err := f.GetTypedConfig().UnmarshalTo(&hcm); err != nil {
 				return nil, field + ".typed_config", errf("decode HttpConnectionManager: %v", err)
 			}
-			h, sub, err := buildHCM(&hcm, clusters)
+			h, sub, err := b.hcm(&hcm)
 			if err != nil {
 				return nil, field + sub, err
 			}
@@ -406,7 +465,7 @@ func buildFilterChain(pb *listenerv3.FilterChain, clusters *Clusters) (*FilterCh
 	return c, "", nil
 }
 
-func buildHCM(pb *hcmv3.HttpConnectionManager, clusters *Clusters) (*HTTPConnectionManager, string, error) {
+func (b chainBuilder) hcm(pb *hcmv3.HttpConnectionManager) (*HTTPConnectionManager, string, error) {
 	const tc = ".typed_config"
 	h := &HTTPConnectionManager{
 		StatPrefix:       pb.GetStatPrefix(),
@@ -426,7 +485,7 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, clusters *Clusters) (*HTTPConnect
 			return nil, tc + ".rds.config_source", errf("only ADS config sources are supported")
 		}
 	case *hcmv3.HttpConnectionManager_RouteConfig:
-		rt, err := route.NewTable(rs.RouteConfig, clusters.Get)
+		rt, err := route.NewTable(rs.RouteConfig, b.clusters.Get)
 		if err != nil {
 			var fe *route.FieldError
 			if errors.As(err, &fe) {
@@ -453,6 +512,43 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, clusters *Clusters) (*HTTPConnect
 				return nil, field, errf("%s must be the last HTTP filter", FilterRouter)
 			}
 		case FilterFault, FilterCors:
+		case FilterJWTAuthn:
+			switch {
+			case !b.inbound:
+				return nil, field, notInbound(FilterJWTAuthn)
+			case h.JWT != nil:
+				return nil, field, errf("only one %s filter is supported", FilterJWTAuthn)
+			case len(h.RBAC) > 0:
+				return nil, field, errf("%s must come before %s (weft-proxy authenticates before it authorizes)", FilterJWTAuthn, FilterRBAC)
+			}
+			var cfg jwtv3.JwtAuthentication
+			if err := f.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
+				return nil, field + ".typed_config", errf("decode JwtAuthentication: %v", err)
+			}
+			keys := b.keys
+			if keys == nil {
+				keys = defaultKeyCache()
+			}
+			jf, err := jwtauthn.Compile(&cfg, keys)
+			if err != nil {
+				sub, err := filterFieldErr(err)
+				return nil, field + ".typed_config" + sub, err
+			}
+			h.JWT = jf
+		case FilterRBAC:
+			if !b.inbound {
+				return nil, field, notInbound(FilterRBAC)
+			}
+			var cfg httprbacv3.RBAC
+			if err := f.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
+				return nil, field + ".typed_config", errf("decode RBAC: %v", err)
+			}
+			rf, err := rbac.CompileHTTP(FilterRBAC, &cfg)
+			if err != nil {
+				sub, err := filterFieldErr(err)
+				return nil, field + ".typed_config" + sub, err
+			}
+			h.RBAC = append(h.RBAC, rf)
 		default:
 			if f.GetIsOptional() {
 				continue // Envoy skips unknown optional filters too
@@ -465,6 +561,20 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, clusters *Clusters) (*HTTPConnect
 		return nil, tc + ".http_filters", errf("the last HTTP filter must be %s", FilterRouter)
 	}
 	return h, "", nil
+}
+
+// filterFieldErr splits a filter compiler's FieldError into the field
+// path inside the filter's typed_config (with a leading dot) and its message.
+func filterFieldErr(err error) (string, error) {
+	var rf *rbac.FieldError
+	var jf *jwtauthn.FieldError
+	switch {
+	case errors.As(err, &rf) && rf.Field != "":
+		return "." + rf.Field, errors.New(rf.Msg)
+	case errors.As(err, &jf) && jf.Field != "":
+		return "." + jf.Field, errors.New(jf.Msg)
+	}
+	return "", err
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -26,6 +26,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftmesh/weft/internal/proxy/jwtauthn"
 	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 )
 
@@ -34,6 +35,9 @@ type Options struct {
 	// Now is the clock used by outlier detection. Defaults to time.Now; tests
 	// inject a fake clock so ejection and un-ejection need no sleeps.
 	Now func() time.Time
+	// JWKS fetches and caches the remote key sets of jwt_authn providers;
+	// nil uses one process-wide cache with default settings.
+	JWKS *jwtauthn.KeyCache
 }
 
 // Snapshot is one immutable view of the proxy's configuration.

@@ -61,9 +61,10 @@ const (
 	FlagFaultAbort                    // FI
 	FlagNoCluster                     // NC
 	FlagUpstreamReset                 // UR
+	FlagRBAC                          // RBAC: denied by an RBAC filter
 )
 
-var flagNames = [...]string{"-", "NR", "UH", "UO", "UF", "UT", "FI", "NC", "UR"}
+var flagNames = [...]string{"-", "NR", "UH", "UO", "UF", "UT", "FI", "NC", "UR", "RBAC"}
 
 func (f Flag) String() string {
 	if int(f) < len(flagNames) {

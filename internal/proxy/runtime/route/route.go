@@ -167,14 +167,19 @@ type HashPolicy struct {
 
 // CorsPolicy is a compiled envoy.filters.http.cors CorsPolicy.
 type CorsPolicy struct {
-	AllowOrigins     []StringMatcher
-	AllowMethods     string
-	AllowHeaders     string
-	ExposeHeaders    string
-	MaxAge           string
+	AllowOrigins []StringMatcher
+	// Header values as sent (nil: header not sent).
+	AllowMethods     []byte
+	AllowHeaders     []byte
+	ExposeHeaders    []byte
+	MaxAge           []byte
 	AllowCredentials bool
 	// Enabled is filter_enabled's default (true when unset).
 	Enabled bool
+	// ForwardNotMatching sends preflights from origins that are not allowed
+	// on to the upstream (forward_not_matching_preflights, default true);
+	// false answers them locally without CORS headers.
+	ForwardNotMatching bool
 }
 
 // AllowOrigin reports whether origin is allowed.
@@ -660,12 +665,13 @@ func perFilter(m map[string]*anypb.Any) (*Fault, *CorsPolicy, error) {
 				return nil, nil, errf("%s: decode CorsPolicy: %v", name, err)
 			}
 			cc := &CorsPolicy{
-				AllowMethods:     pb.GetAllowMethods(),
-				AllowHeaders:     pb.GetAllowHeaders(),
-				ExposeHeaders:    pb.GetExposeHeaders(),
-				MaxAge:           pb.GetMaxAge(),
-				AllowCredentials: pb.GetAllowCredentials().GetValue(),
-				Enabled:          true,
+				AllowMethods:       nonEmpty(pb.GetAllowMethods()),
+				AllowHeaders:       nonEmpty(pb.GetAllowHeaders()),
+				ExposeHeaders:      nonEmpty(pb.GetExposeHeaders()),
+				MaxAge:             nonEmpty(pb.GetMaxAge()),
+				AllowCredentials:   pb.GetAllowCredentials().GetValue(),
+				Enabled:            true,
+				ForwardNotMatching: pb.GetForwardNotMatchingPreflights() == nil || pb.GetForwardNotMatchingPreflights().GetValue(),
 			}
 			if fe := pb.GetFilterEnabled(); fe != nil {
 				cc.Enabled = perMillion(fe.GetDefaultValue()) > 0
@@ -683,6 +689,13 @@ func perFilter(m map[string]*anypb.Any) (*Fault, *CorsPolicy, error) {
 		}
 	}
 	return f, c, nil
+}
+
+func nonEmpty(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
 }
 
 // Source returns the RouteConfiguration proto (do not modify).
