@@ -274,10 +274,9 @@ type meshSetup struct {
 	a, b *proxyProc
 }
 
-// startMeshSetup starts everything; A starts stagger after B (with short
-// certificates, staggered renewals leave windows where only one proxy
-// knows a rotated root).
-func startMeshSetup(t *testing.T, aAddr, bAddr string, certTTL, stagger time.Duration) *meshSetup {
+// startMeshSetup starts everything with certificates of aTTL and bTTL (0:
+// weftd's default); A starts stagger after B.
+func startMeshSetup(t *testing.T, aAddr, bAddr string, aTTL, bTTL, stagger time.Duration) *meshSetup {
 	t.Helper()
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatal("curl not installed (.ci/run installs it)")
@@ -287,9 +286,9 @@ func startMeshSetup(t *testing.T, aAddr, bAddr string, certTTL, stagger time.Dur
 	wd := testenv.StartWeftd(t, testenv.WeftdOptions{ConfigFiles: productpageMesh(bAddr, apps)})
 	pki := newMeshPKI(t, wd)
 	s := &meshSetup{wd: wd, pki: pki, apps: apps}
-	s.b = startMeshProxyProc(t, bin, wd, pki, bAddr, "productpage", certTTL, "--explicit-inbound")
+	s.b = startMeshProxyProc(t, bin, wd, pki, bAddr, "productpage", bTTL, "--explicit-inbound")
 	time.Sleep(stagger)
-	s.a = startMeshProxyProc(t, bin, wd, pki, aAddr, "reviews", certTTL)
+	s.a = startMeshProxyProc(t, bin, wd, pki, aAddr, "reviews", aTTL)
 	testenv.Eventually(t, 10*time.Second, func() error {
 		for _, port := range []int{apps.http.port, apps.grpcPort, apps.tcpPort} {
 			c, err := net.DialTimeout("tcp", net.JoinHostPort(bAddr, strconv.Itoa(port)), time.Second)
@@ -331,7 +330,7 @@ func curlVia(t *testing.T, p *proxyProc, path string) (code int, reason, body st
 // explicitly works like auto mTLS.
 func TestMTLSOutboundHTTP(t *testing.T) {
 	const aAddr, bAddr = "127.0.20.11", "127.0.20.12"
-	s := startMeshSetup(t, aAddr, bAddr, 0, 0)
+	s := startMeshSetup(t, aAddr, bAddr, 0, 0, 0)
 
 	if code, reason, body := curlVia(t, s.a, "/hello"); code != 200 || body != "productpage /hello" {
 		t.Fatalf("through A: %d %q %q", code, reason, body)
@@ -403,7 +402,7 @@ spec:
 // over mesh mTLS; B sniffs HTTP/2 inside TLS.
 func TestMTLSOutboundGRPCAndTCP(t *testing.T) {
 	const aAddr, bAddr = "127.0.20.21", "127.0.20.22"
-	s := startMeshSetup(t, aAddr, bAddr, 0, 0)
+	s := startMeshSetup(t, aAddr, bAddr, 0, 0, 0)
 
 	conn, err := grpc.NewClient(aAddr+":15080", grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithAuthority(productpageFQ+":7070"))
@@ -582,7 +581,7 @@ func issued(t *testing.T, wd *testenv.Weftd) float64 {
 // happening); not one request fails.
 func TestMTLSOutboundRotationUnderLoad(t *testing.T) {
 	const aAddr, bAddr = "127.0.20.31", "127.0.20.32"
-	s := startMeshSetup(t, aAddr, bAddr, 4*time.Second, 0)
+	s := startMeshSetup(t, aAddr, bAddr, 4*time.Second, 4*time.Second, 0)
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if code, _, _ := curlVia(t, s.a, "/warm"); code != 200 {
 			return fmt.Errorf("warm-up %d", code)
@@ -618,7 +617,10 @@ func TestMTLSOutboundRotationUnderLoad(t *testing.T) {
 // and B ends up serving a certificate of the new root.
 func TestMTLSOutboundRootRotation(t *testing.T) {
 	const aAddr, bAddr = "127.0.20.41", "127.0.20.42"
-	s := startMeshSetup(t, aAddr, bAddr, 4*time.Second, time.Second)
+	// B renews every ~2s, A every ~4s: after the rotation B usually holds a
+	// certificate of the new root before A trusts it (A fetches the bundle
+	// on the unknown root), otherwise A offers B its previous certificate.
+	s := startMeshSetup(t, aAddr, bAddr, 8*time.Second, 4*time.Second, time.Second)
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if code, _, _ := curlVia(t, s.a, "/warm"); code != 200 {
 			return fmt.Errorf("warm-up %d", code)
@@ -640,8 +642,8 @@ func TestMTLSOutboundRootRotation(t *testing.T) {
 	if newRoot.Equal(oldRoot) {
 		t.Fatal("rotate-root did not change the active root")
 	}
-	// Certificates live 4s and renew at half-life: after 6s every proxy
-	// holds one from the new root.
+	// Certificates live 8s (A) and 4s (B) and renew at half-life: after 6s
+	// every proxy holds one from the new root.
 	time.Sleep(6 * time.Second)
 	if issuer := servedBy(t, s, bAddr); !issuer.Equal(newRoot) {
 		t.Fatalf("B still serves a certificate of the old root after 6s")

@@ -49,7 +49,8 @@ type RotatorConfig struct {
 	DialOptions []grpc.DialOption
 	// OnRotate is called after each new certificate, e.g. to push it to SDS.
 	OnRotate func(cert *tls.Certificate, chain []*x509.Certificate)
-	// MinRefreshInterval rate-limits RefreshRoots [5s].
+	// MinRefreshInterval rate-limits RefreshRoots [5s] (periodic renewals
+	// are not limited by it).
 	MinRefreshInterval time.Duration
 	Clock              Clock
 	Logger             *slog.Logger
@@ -77,12 +78,15 @@ type Rotator struct {
 	// prev is the certificate before cert when cert chains to another root
 	// (a root rotation): peers that do not trust the new root yet are
 	// offered prev while it is valid and its root is in the bundle.
-	prev       *tls.Certificate
-	prevRoot   *x509.Certificate
-	roots      []*x509.Certificate
-	pool       *x509.CertPool // roots as a pool; replaced, never modified
-	renewAt    time.Time
-	lastRotate time.Time
+	prev     *tls.Certificate
+	prevRoot *x509.Certificate
+	roots    []*x509.Certificate
+	pool     *x509.CertPool // roots as a pool; replaced, never modified
+	renewAt  time.Time
+	// lastRefresh is when RefreshRoots last fetched (rate limit). Periodic
+	// renewals do not count: one a second ago may predate the root the
+	// peer's certificate chains to.
+	lastRefresh time.Time
 }
 
 // NewRotator validates cfg; call Run (or Rotate) to get a certificate.
@@ -211,7 +215,6 @@ func (r *Rotator) rotate(ctx context.Context) error {
 	}
 	r.cert, r.chain = cert, chain
 	r.renewAt = now.Add(leaf.NotAfter.Sub(now) / 2)
-	r.lastRotate = now
 	switch {
 	case bundle != nil:
 		r.setRootsLocked(bundle)
@@ -232,19 +235,21 @@ func (r *Rotator) rotate(ctx context.Context) error {
 }
 
 // RefreshRoots renews now, and with it fetches the CA's current trust
-// bundle, unless that happened less than MinRefreshInterval ago. A TLS
-// client calls it when a mesh peer's certificate chains to a root it does
-// not know: during a root rotation the peer may have renewed first.
-// Concurrent callers share one renewal.
+// bundle, unless an earlier RefreshRoots did less than MinRefreshInterval
+// ago. A TLS client calls it when a mesh peer's certificate chains to a
+// root it does not know: during a root rotation the peer may have renewed
+// first. Concurrent callers wait for one renewal (then compare Roots()).
 func (r *Rotator) RefreshRoots(ctx context.Context) error {
 	r.rotateMu.Lock()
 	defer r.rotateMu.Unlock()
-	r.mu.RLock()
-	recent := !r.lastRotate.IsZero() && r.clock.Now().Sub(r.lastRotate) < r.cfg.MinRefreshInterval
-	r.mu.RUnlock()
-	if recent {
+	now := r.clock.Now()
+	r.mu.Lock()
+	if !r.lastRefresh.IsZero() && now.Sub(r.lastRefresh) < r.cfg.MinRefreshInterval {
+		r.mu.Unlock()
 		return nil
 	}
+	r.lastRefresh = now
+	r.mu.Unlock()
 	return r.rotate(ctx)
 }
 

@@ -95,7 +95,7 @@ func (m *meshCA) rotator(t testing.TB, sa string, ttl time.Duration) *caclient.R
 	}
 	r, err := caclient.NewRotator(caclient.RotatorConfig{
 		ID: spiffe.ID{TrustDomain: "cluster.local", Namespace: "default", ServiceAccount: sa}, Target: m.addr, ServerName: "weftd.test",
-		Roots: m.TrustBundle(), Token: tok, TTL: ttl, MinRefreshInterval: time.Nanosecond, Logger: slog.New(slog.DiscardHandler),
+		Roots: m.TrustBundle(), Token: tok, TTL: ttl, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
