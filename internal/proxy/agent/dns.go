@@ -22,7 +22,8 @@ import (
 // service has a "VIP_PORT" listener whose tcp_proxy targets
 // "outbound|PORT|SUBSET|HOST". Deriving the table from LDS/RDS (instead of
 // Istio's separate NDS resource) means it is scoped exactly like the proxy's
-// routes (exportTo, Sidecar) and arrives with the same push.
+// routes (exportTo, Sidecar) and arrives with the same push. Wildcard hosts
+// ("*.example.com") with an address are passed on as wildcards.
 type dnsTable struct {
 	mu        sync.Mutex
 	listeners []proto.Message
@@ -50,7 +51,10 @@ func (d *dnsTable) hosts() []dnsproxy.Host {
 	vips := map[string]map[netip.Addr]bool{}
 	add := func(host string, ip netip.Addr) {
 		host = strings.ToLower(host)
-		if host == "" || strings.HasPrefix(host, "*") || ip.IsUnspecified() {
+		// "*.example.com" (a wildcard ServiceEntry with an address) is
+		// answered for every name below example.com; a bare "*" or a "*"
+		// elsewhere is not a DNS name.
+		if host == "" || strings.Contains(strings.TrimPrefix(host, "*."), "*") || ip.IsUnspecified() {
 			return
 		}
 		if vips[host] == nil {
