@@ -22,6 +22,13 @@ import (
 // hostname) still have distinct node ids and each gets its own entry, and
 // the proxy recognises its own endpoints for inbound traffic.
 func ApplyBundle(cfg *Config, id *Identity, b *vmbundle.Bundle) error {
+	if exp := b.Mesh.TokenExpires; !exp.IsZero() && !time.Now().Before(exp) && cfg.Logger != nil {
+		// weftd will refuse the token; say so at once, before the first
+		// refusal, with the command that makes a new bundle.
+		cfg.Logger.Error("the bundle's bootstrap token has expired: weftd will refuse it",
+			"expired_at", exp.UTC().Format(time.RFC3339),
+			"fix", fmt.Sprintf("write a new bundle with `weftctl vm bundle -n %s --workload-group %s -o DIR` and restart weft-proxy", b.Mesh.Namespace, b.Mesh.WorkloadGroup))
+	}
 	roots, err := ParseRoots(b.Root)
 	if err != nil {
 		return fmt.Errorf("agent: bundle root certificate: %w", err)
