@@ -192,8 +192,10 @@ Wants=network-online.target
 
 [Service]
 EnvironmentFile={{.Dir}}/weft-proxy.env
-# Transparent mode installs iptables rules: it needs NET_ADMIN; traffic of
-# the proxy's own user (uid 1337) is never captured.
+# Transparent mode needs the capture rules in place before the proxy starts
+# (weft-proxy does not install them yet; see docs/vm-onboarding.md) and the
+# proxy running as the user they exempt (uid 1337), e.g. User=weft-proxy
+# with the bundle readable by it.
 ExecStart=/usr/local/bin/weft-proxy $WEFT_PROXY_ARGS
 Restart=always
 RestartSec=2
