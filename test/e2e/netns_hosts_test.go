@@ -283,6 +283,12 @@ func TestHostsJoinInNetns(t *testing.T) {
 	url := "http://reviews.default.svc.cluster.local:9080/"
 	curl := func() (string, error) {
 		out, err := cl.run("curl", "-sS", "--fail", "--max-time", "10", url)
+		if err != nil {
+			// What the DNS proxy and the client proxy saw, for the log.
+			d, _ := cl.run("dig", "+time=2", "+tries=1", "reviews.default.svc.cluster.local")
+			stats, _ := cl.run("curl", "-sS", "--max-time", "5", "http://127.0.0.1:15000/stats/prometheus")
+			err = fmt.Errorf("%w\ndig now:\n%s\nclient DNS proxy:\n%s", err, d, grepLines(stats, "weft_dns_"))
+		}
 		return strings.TrimSpace(out), err
 	}
 	seen := map[string]int{}
@@ -296,7 +302,15 @@ func TestHostsJoinInNetns(t *testing.T) {
 	if seen["vm1"] == 0 || seen["vm2"] == 0 || len(seen) != 2 {
 		t.Fatalf("curl did not reach both hosts: %v", seen)
 	}
-	t.Logf("(a) DNS answers and curl reached both hosts: %v", seen)
+	stats, err := cl.run("curl", "-sS", "--max-time", "5", "http://127.0.0.1:15000/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sampleSum(stats, "weft_dns_mesh_answers_total") == 0 || sampleSum(stats, "weft_dns_forwarded_total") == 0 {
+		t.Errorf("the client proxy's DNS counters do not show the mesh answers and forwarded queries:\n%s", grepLines(stats, "weft_dns_"))
+	}
+	t.Logf("(a) DNS answers and curl reached both hosts: %v; client DNS proxy: %s", seen,
+		strings.Join(strings.Fields(grepLines(stats, "weft_dns_")), " "))
 
 	// (b) Peer authentication for the namespace. The client's requests
 	// arrive at the VM proxies' inbound listener (reporter=destination);
@@ -592,7 +606,7 @@ func waitProxyReady(t *testing.T, h *host) {
 // whose labels contain all of want.
 func hasSample(text, metric string, want ...string) bool {
 	for _, line := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(line, metric+"{") {
+		if !strings.HasPrefix(line, metric+"{") && !strings.HasPrefix(line, metric+" ") {
 			continue
 		}
 		ok := true
