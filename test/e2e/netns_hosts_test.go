@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/api"
-	"github.com/weftmesh/weft/internal/proxy/capture"
 	"github.com/weftmesh/weft/internal/testenv"
 )
 
@@ -79,8 +77,8 @@ const (
 //	client  .20  weft-proxy --mode transparent with DNS capture; the apps are dig, curl, Go
 //
 // The VMs join with the bundle of `weftctl vm bundle`; every app is plain
-// (no proxy settings, no mesh names in its config) and the iptables capture
-// rules of internal/proxy/capture send its traffic through the proxies.
+// (no proxy settings, no mesh names in its config) and the iptables rules of
+// `weft-proxy capture install` send its traffic through the proxies.
 func TestHostsJoinInNetns(t *testing.T) {
 	start := time.Now()
 	bins := buildHostBinaries(t)
@@ -127,6 +125,11 @@ func TestHostsJoinInNetns(t *testing.T) {
 	if out, err := weftctl("vm", "bundle", "--namespace", "default", "--workload-group", "reviews", "-o", bundle); err != nil {
 		t.Fatalf("weftctl vm bundle: %v\n%s", err, out)
 	}
+	// The hosts install capture as the bundle's systemd unit does.
+	if unit, err := os.ReadFile(filepath.Join(bundle, "weft-proxy.service")); err != nil ||
+		!strings.Contains(string(unit), "ExecStartPre=+/usr/local/bin/weft-proxy capture install --proxy-uid 1337 --dns") {
+		t.Fatalf("the bundle's unit does not install capture as this test does: %v\n%s", err, unit)
+	}
 	// The client is a standalone workload: a token and the trust bundle.
 	clientDir := filepath.Join(work, "client")
 	token, err := weftctl("token", "create", "--namespace", "default", "--service-account", "sleep")
@@ -142,7 +145,7 @@ func TestHostsJoinInNetns(t *testing.T) {
 	chownTree(t, clientDir, proxyUID)
 
 	for _, h := range append(slices.Clone(vms), cl) {
-		installCapture(t, h)
+		installCapture(t, h, bins.weftProxy)
 	}
 	vmProxy := make([]*proc, len(vms))
 	startVMProxy := func(i int) {
@@ -287,7 +290,7 @@ func TestHostsJoinInNetns(t *testing.T) {
 			// What the DNS proxy and the client proxy saw, for the log.
 			d, _ := cl.run("dig", "+time=2", "+tries=1", "reviews.default.svc.cluster.local")
 			stats, _ := cl.run("curl", "-sS", "--max-time", "5", "http://127.0.0.1:15000/stats/prometheus")
-			err = fmt.Errorf("%w\ndig now:\n%s\nclient DNS proxy:\n%s", err, d, grepLines(stats, "weft_dns_"))
+			err = fmt.Errorf("%w\ndig now:\n%s\nclient DNS proxy:\n%s", err, d, metricLines(stats, "weft_dns_"))
 		}
 		return strings.TrimSpace(out), err
 	}
@@ -307,10 +310,10 @@ func TestHostsJoinInNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	if sampleSum(stats, "weft_dns_mesh_answers_total") == 0 || sampleSum(stats, "weft_dns_forwarded_total") == 0 {
-		t.Errorf("the client proxy's DNS counters do not show the mesh answers and forwarded queries:\n%s", grepLines(stats, "weft_dns_"))
+		t.Errorf("the client proxy's DNS counters do not show the mesh answers and forwarded queries:\n%s", metricLines(stats, "weft_dns_"))
 	}
 	t.Logf("(a) DNS answers and curl reached both hosts: %v; client DNS proxy: %s", seen,
-		strings.Join(strings.Fields(grepLines(stats, "weft_dns_")), " "))
+		strings.Join(strings.Fields(metricLines(stats, "weft_dns_")), " "))
 
 	// (b) Peer authentication for the namespace. The client's requests
 	// arrive at the VM proxies' inbound listener (reporter=destination);
@@ -363,7 +366,7 @@ spec: {mtls: {mode: %s}}
 				policies[vm.name] = "none"
 			default:
 				return fmt.Errorf("%s: no inbound request counted as mutual_tls%s:\n%s", vm.name,
-					map[bool]string{false: " or none", true: ""}[strictMTLS], grepLines(stats, "istio_requests_total"))
+					map[bool]string{false: " or none", true: ""}[strictMTLS], metricLines(stats, "istio_requests_total"))
 			}
 		}
 		return nil
@@ -576,16 +579,13 @@ spec: {mtls: {mode: %s}}
 
 func failFile(work string, vm *host) string { return filepath.Join(work, vm.name+".fail") }
 
-// installCapture installs weft-proxy's iptables rules in the host:
-// inbound and outbound TCP and DNS to the proxy, uid 1337 exempt.
-func installCapture(t *testing.T, h *host) {
+// installCapture installs weft-proxy's iptables rules on the host the way
+// a host does it, with the binary's privileged one-shot step (inbound and
+// outbound TCP and DNS to the proxy, uid 1337 exempt).
+func installCapture(t *testing.T, h *host, weftProxy string) {
 	t.Helper()
-	err := h.do(func() error {
-		_, err := capture.Install(context.Background(), capture.Config{ProxyUID: proxyUID, ProxyGID: proxyUID, RedirectDNS: true})
-		return err
-	})
-	if err != nil {
-		t.Fatalf("capture on %s: %v", h.name, err)
+	if out, err := h.run(weftProxy, "capture", "install", "--proxy-uid", fmt.Sprint(proxyUID), "--dns"); err != nil {
+		t.Fatalf("capture on %s: %v %s", h.name, err, out)
 	}
 }
 
@@ -636,7 +636,8 @@ func sampleSum(text, metric string, want ...string) float64 {
 	return sum
 }
 
-func grepLines(text, prefix string) string {
+// metricLines keeps the samples (not HELP/TYPE) whose name starts with prefix.
+func metricLines(text, prefix string) string {
 	var out []string
 	for _, line := range strings.Split(text, "\n") {
 		if strings.HasPrefix(line, prefix) {

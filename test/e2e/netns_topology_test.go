@@ -31,8 +31,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // lan is the bridge and the hosts plugged into it.
@@ -185,46 +183,11 @@ func (l *lan) addHost(name string, last byte, resolvConf string) *host {
 	return h
 }
 
-// do runs fn on an OS thread that has joined the host's namespace; child
-// processes it starts (iptables-restore) inherit the namespace. The thread
-// goes back to its own namespace afterwards and is unlocked. It must not
-// be left to die locked: processes started with Pdeathsig from that thread
-// earlier (start, run) would be killed with it (golang/go#27505).
-func (h *host) do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer unix.Close(orig)
-		fd, err := unix.Open(filepath.Join("/run/netns", h.ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns %s: %w", h.ns, err)
-			return
-		}
-		err = fn()
-		if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr == nil {
-			runtime.UnlockOSThread()
-		} // else: the thread stays locked and in the wrong namespace; the runtime discards it
-		errc <- err
-	}()
-	return <-errc
-}
-
 // command is `ip netns exec <ns> args...` (which also bind-mounts
-// /etc/netns/<ns>/resolv.conf over /etc/resolv.conf).
+// /etc/netns/<ns>/resolv.conf over /etc/resolv.conf). Pdeathsig kills the
+// process if the test process dies; it fires when the OS thread that
+// started the child exits, and nothing in these tests locks and ends
+// threads (golang/go#27505), so it fires only with the process.
 func (h *host) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.ns}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -321,24 +284,6 @@ func (p *proc) exited() bool {
 	default:
 		return false
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process writing while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // hostBinaries are the programs the netns tests run, built once per test
