@@ -210,16 +210,6 @@ func (h *host) run(args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-// must is run for commands that cannot fail.
-func (h *host) must(args ...string) string {
-	h.lan.t.Helper()
-	out, err := h.run(args...)
-	if err != nil {
-		h.lan.t.Fatal(err)
-	}
-	return out
-}
-
 // proc is a long-running process on a host. Its output goes to a buffer
 // that the test logs when it fails.
 type proc struct {
