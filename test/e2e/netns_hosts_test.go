@@ -92,7 +92,7 @@ func TestHostsJoinInNetns(t *testing.T) {
 	wh := l.addHost("weftd", 1, resolv)
 	vms := []*host{l.addHost("vm1", 11, resolv), l.addHost("vm2", 12, resolv)}
 	cl := l.addHost("client", 20, resolv)
-	work := worldReadableDir(t, "weft-hosts-")
+	work := worldReadableDir(t, "work")
 
 	// The LAN's "real" resolver: it knows upstream.test and nothing else.
 	wh.start("upstream-dns", bins.hostapp, "dns", "-addr", netip.AddrPortFrom(weftdIP, 53).String())

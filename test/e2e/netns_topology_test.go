@@ -95,6 +95,13 @@ func reapStaleHosts() {
 				_ = os.RemoveAll(filepath.Join("/etc/netns", e.Name()))
 			}
 		}
+		// Work directories: weft-h-<pid>-<name>-<random> (worldReadableDir).
+		entries, _ = os.ReadDir(os.TempDir())
+		for _, e := range entries {
+			if e.IsDir() && stale(e.Name()) {
+				_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+			}
+		}
 	})
 }
 
@@ -286,7 +293,7 @@ type hostBinaries struct {
 // buildHostBinaries builds weftd, weft-proxy, weftctl and the test app.
 func buildHostBinaries(t *testing.T) hostBinaries {
 	t.Helper()
-	dir := worldReadableDir(t, "weft-hosts-bin-")
+	dir := worldReadableDir(t, "bin")
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -301,10 +308,11 @@ func buildHostBinaries(t *testing.T) hostBinaries {
 }
 
 // worldReadableDir is a temporary directory (mode 0755, under os.TempDir,
-// unlike t.TempDir's 0700 parents) removed in t.Cleanup.
-func worldReadableDir(t *testing.T, pattern string) string {
+// unlike t.TempDir's 0700 parents) removed in t.Cleanup, or by the next
+// run's reapStaleHosts if this process is killed.
+func worldReadableDir(t *testing.T, name string) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", pattern)
+	dir, err := os.MkdirTemp("", fmt.Sprintf("weft-h-%d-%s-", os.Getpid(), name))
 	if err != nil {
 		t.Fatal(err)
 	}
