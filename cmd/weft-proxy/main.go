@@ -37,6 +37,7 @@ func main() {
 		statsPort    int
 		metricsPort  int
 		readyTimeout time.Duration
+		stopTimeout  time.Duration
 	)
 	fs := flag.NewFlagSet("weft-proxy", flag.ExitOnError)
 	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:15010", "weftd's plaintext xDS address (used without --root-cert)")
@@ -70,6 +71,7 @@ func main() {
 	fs.StringVar(&cfg.AppMetricsURL, "app-metrics-url", "", "the application's Prometheus endpoint, merged into --metrics-port (e.g. http://127.0.0.1:9090/metrics)")
 	fs.StringVar(&bundleDir, "bundle", "", "join from a bundle written by `weftctl vm bundle` (sets identity, CA address, namespace, group; other flags still apply)")
 	fs.DurationVar(&readyTimeout, "ready-timeout", 60*time.Second, "run mode: how long to wait for the proxy to be ready before giving up without starting the app")
+	fs.DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "run mode: when the proxy stops first (/quitquitquit), how long the app has after SIGTERM before SIGKILL")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: weft-proxy [flags]\n       weft-proxy run [flags] -- CMD ARGS...   (start the app once the proxy is ready; exit with its code)\n       weft-proxy capture install|plan|remove [flags]   (transparent mode's iptables rules, like istio-init)\n\nflags:\n")
 		fs.PrintDefaults()
@@ -204,7 +206,7 @@ func main() {
 	if runMode {
 		sigs := make(chan os.Signal, 4)
 		signal.Notify(sigs, syscall.SIGTERM, os.Interrupt, syscall.SIGHUP)
-		code, err := agent.RunApp(context.Background(), cfg, agent.App{Command: appCmd, ReadyTimeout: readyTimeout,
+		code, err := agent.RunApp(context.Background(), cfg, agent.App{Command: appCmd, ReadyTimeout: readyTimeout, StopTimeout: stopTimeout,
 			Signals: sigs, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 		if err != nil {
 			cfg.Logger.Error("weft-proxy run", "err", err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,6 +85,11 @@ func FuzzServeDNS(f *testing.F) {
 		{"big.example.org.", dns.TypeA, false},
 		{"db.mesh.internal.", dns.TypeMX, false},
 		{"nosuch.invalid.", dns.TypeA, false},
+		{"12.0.96.10.in-addr.arpa.", dns.TypePTR, false},
+		{"2.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", dns.TypePTR, true},
+		{"0.96.10.in-addr.arpa.", dns.TypePTR, false},
+		// The most labels a name can have (127 one-byte labels).
+		{strings.Repeat("a.", 127), dns.TypeA, false},
 	} {
 		m := new(dns.Msg).SetQuestion(q.name, q.qtype)
 		if q.edns {

@@ -355,16 +355,24 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	s.stats.queries.Add(1)
 	q := req.Question[0]
 	var entry *HostEntry
+	var ptr []string
 	if q.Qclass == dns.ClassINET || q.Qclass == dns.ClassANY {
-		entry = s.table.Load().lookup(normalize(q.Name))
+		tbl, name := s.table.Load(), normalize(q.Name)
+		entry = tbl.lookup(name)
+		ptr = tbl.reverse(name)
 	}
 	if entry != nil && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA || q.Qtype == dns.TypeANY) {
 		s.stats.mesh.Add(1)
 		s.write(w, req, meshAnswer(req, entry))
 		return
 	}
+	if ptr != nil && (q.Qtype == dns.TypePTR || q.Qtype == dns.TypeANY) {
+		s.stats.mesh.Add(1)
+		s.write(w, req, ptrAnswer(req, ptr))
+		return
+	}
 	resp := s.resolve(req)
-	if entry != nil && resp.Rcode == dns.RcodeNameError {
+	if (entry != nil || ptr != nil) && resp.Rcode == dns.RcodeNameError {
 		// Other types for a mesh host: the upstream may not know the name,
 		// but it exists, so the answer is NODATA, never NXDOMAIN.
 		resp.Rcode = dns.RcodeSuccess

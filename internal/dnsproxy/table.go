@@ -24,6 +24,11 @@ type HostEntry struct {
 	// Wildcard marks "*.example.com": the entry answers every name strictly
 	// below example.com (any depth), never example.com itself.
 	Wildcard bool
+
+	// shortFor is set by BuildTable on the short names it generates: the
+	// canonical host they stand for. Reverse (PTR) lookups answer canonical
+	// names only.
+	shortFor string
 }
 
 // NameTable maps a lower-case host name without a trailing dot to its
@@ -107,6 +112,7 @@ func BuildTable(hosts []Host, proxyNamespace, domainSuffix string) (*NameTable, 
 				continue // a canonical host of that name wins
 			}
 			e := h.HostEntry
+			e.shortFor = h.Name
 			if old, ok := aliases[alias]; ok {
 				e = merge(old, e)
 			}
@@ -235,14 +241,18 @@ type compiled struct {
 	// wild is keyed by the wildcard's parent ("example.com" for
 	// "*.example.com").
 	wild map[string]*HostEntry
+	// ptr maps an address to the canonical (not generated, not wildcard)
+	// hosts that have it, sorted, for reverse lookups.
+	ptr map[netip.Addr][]string
 }
 
 func compile(t *NameTable) *compiled {
-	c := &compiled{exact: map[string]*HostEntry{}, wild: map[string]*HostEntry{}}
+	c := &compiled{exact: map[string]*HostEntry{}, wild: map[string]*HostEntry{}, ptr: map[netip.Addr][]string{}}
 	if t == nil {
 		return c
 	}
 	for name, e := range t.Hosts {
+		shortFor := e.shortFor
 		e := normalizeEntry(HostEntry{IPv4: e.IPv4, IPv6: e.IPv6, Namespace: e.Namespace, Wildcard: e.Wildcard})
 		if len(e.IPv4) == 0 && len(e.IPv6) == 0 {
 			// Nothing to answer with (e.g. a DNS-resolved ServiceEntry
@@ -256,7 +266,16 @@ func compile(t *NameTable) *compiled {
 			c.wild[name] = &e
 		} else {
 			c.exact[name] = &e
+			if shortFor == "" {
+				for _, ip := range slices.Concat(e.IPv4, e.IPv6) {
+					c.ptr[ip] = append(c.ptr[ip], name)
+				}
+			}
 		}
+	}
+	for ip, names := range c.ptr {
+		slices.Sort(names)
+		c.ptr[ip] = slices.Compact(names)
 	}
 	return c
 }

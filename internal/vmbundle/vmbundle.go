@@ -192,9 +192,14 @@ Wants=network-online.target
 
 [Service]
 EnvironmentFile={{.Dir}}/weft-proxy.env
-# Transparent mode installs iptables rules: it needs NET_ADMIN; traffic of
-# the proxy's own user (uid 1337) is never captured.
+# Transparent mode: the capture rules are installed with full privileges
+# ("+") before the proxy starts and removed after it stops; the proxy runs
+# as the uid they exempt, so its own traffic is never captured.
+ExecStartPre=+/usr/local/bin/weft-proxy capture install --proxy-uid 1337 --dns
 ExecStart=/usr/local/bin/weft-proxy $WEFT_PROXY_ARGS
+ExecStopPost=+/usr/local/bin/weft-proxy capture remove
+User=1337
+Group=1337
 Restart=always
 RestartSec=2
 KillSignal=SIGTERM
@@ -210,8 +215,11 @@ The token in this directory is a secret; it lets one host join until {{.TokenExp
 
 On the host:
   sudo mkdir -p {{.Dir}} && sudo cp -r ./* {{.Dir}}/ && sudo chmod 600 {{.Dir}}/token
+  sudo chown -R 1337:1337 {{.Dir}}    # the proxy runs as uid 1337, the uid the capture rules exempt
   sudo cp weft-proxy /usr/local/bin/
   sudo cp {{.Dir}}/weft-proxy.service /etc/systemd/system/ && sudo systemctl daemon-reload
   sudo systemctl enable --now weft-proxy
-Or, in the foreground: weft-proxy --bundle {{.Dir}}
+Or, in the foreground:
+  sudo weft-proxy capture install --proxy-uid 1337 --dns
+  sudo -u '#1337' weft-proxy --bundle {{.Dir}} --mode transparent
 `

@@ -140,24 +140,7 @@ spec:
 // Istio's default ports (admin 15000, HTTP proxy 15080).
 type proxyProc struct {
 	addr string
-	out  *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	out  *syncBuffer
 }
 
 // startMeshProxyProc runs the weft-proxy binary with a workload identity
@@ -175,7 +158,7 @@ func startMeshProxyProc(t *testing.T, bin string, wd *testenv.Weftd, pki *meshPK
 	if certTTL > 0 {
 		args = append(args, "--cert-ttl", certTTL.String())
 	}
-	p := &proxyProc{addr: addr, out: &lockedBuffer{}}
+	p := &proxyProc{addr: addr, out: &syncBuffer{}}
 	cmd := exec.Command(bin, append(args, extra...)...)
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
@@ -232,9 +215,9 @@ func (p *proxyProc) stats(t *testing.T) string {
 	return body
 }
 
-// metricLines returns the lines of metric name whose labels include every
-// name="value" pair given.
-func metricLines(body, name string, labels ...string) []string {
+// seriesWith returns the samples of metric name whose labels include
+// every name="value" pair given.
+func seriesWith(body, name string, labels ...string) []string {
 	var out []string
 	for _, l := range strings.Split(body, "\n") {
 		if !strings.HasPrefix(l, name+"{") {
@@ -254,10 +237,10 @@ func metricLines(body, name string, labels ...string) []string {
 	return out
 }
 
-// metricSum adds the values of metricLines.
-func metricSum(body, name string, labels ...string) float64 {
+// seriesSum adds the values of seriesWith.
+func seriesSum(body, name string, labels ...string) float64 {
 	var sum float64
-	for _, l := range metricLines(body, name, labels...) {
+	for _, l := range seriesWith(body, name, labels...) {
 		if v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64); err == nil {
 			sum += v
 		}
@@ -339,17 +322,17 @@ func TestMTLSOutboundHTTP(t *testing.T) {
 	if out, err := curlPlain(t, net.JoinHostPort(bAddr, strconv.Itoa(s.apps.http.port))); err == nil {
 		t.Fatalf("plaintext to B under STRICT: %q", out)
 	}
-	in := metricLines(s.b.stats(t), "istio_requests_total", "reporter", "destination", "response_code", "200",
+	in := seriesWith(s.b.stats(t), "istio_requests_total", "reporter", "destination", "response_code", "200",
 		"connection_security_policy", "mutual_tls", "source_principal", reviewsID, "destination_principal", productpageID)
 	if len(in) != 1 {
 		t.Fatalf("B's istio_requests_total with mutual_tls and A's identity: %q", in)
 	}
 	aStats := s.a.stats(t)
-	if out := metricLines(aStats, "istio_requests_total", "reporter", "source", "response_code", "200",
+	if out := seriesWith(aStats, "istio_requests_total", "reporter", "source", "response_code", "200",
 		"destination_principal", productpageID, "source_principal", reviewsID); len(out) != 1 {
 		t.Fatalf("A's istio_requests_total with B's identity: %q", out)
 	}
-	if n := metricSum(aStats, "weft_upstream_tls_handshakes_total", "result", "ok"); n < 1 {
+	if n := seriesSum(aStats, "weft_upstream_tls_handshakes_total", "result", "ok"); n < 1 {
 		t.Errorf("A made %v full TLS handshakes", n)
 	}
 
@@ -440,9 +423,9 @@ func TestMTLSOutboundGRPCAndTCP(t *testing.T) {
 	if _, err := stream.Recv(); err != io.EOF {
 		t.Fatalf("stream end: %v", err)
 	}
-	grpcIn := metricLines(s.b.stats(t), "istio_requests_total", "reporter", "destination", "destination_service", productpageFQ,
+	grpcIn := seriesWith(s.b.stats(t), "istio_requests_total", "reporter", "destination", "destination_service", productpageFQ,
 		"connection_security_policy", "mutual_tls", "source_principal", reviewsID)
-	if metricSum(strings.Join(grpcIn, "\n"), "istio_requests_total") < 3 {
+	if seriesSum(strings.Join(grpcIn, "\n"), "istio_requests_total") < 3 {
 		t.Fatalf("B's mTLS request metrics after the gRPC calls: %q", grpcIn)
 	}
 
@@ -476,11 +459,11 @@ func TestMTLSOutboundGRPCAndTCP(t *testing.T) {
 	}
 	c.Close()
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if n := metricSum(s.b.stats(t), "istio_tcp_connections_closed_total", "reporter", "destination",
+		if n := seriesSum(s.b.stats(t), "istio_tcp_connections_closed_total", "reporter", "destination",
 			"connection_security_policy", "mutual_tls", "source_principal", reviewsID); n < 1 {
 			return fmt.Errorf("B's mTLS TCP connections closed: %v", n)
 		}
-		if n := metricSum(s.a.stats(t), "istio_tcp_received_bytes_total", "reporter", "source", "destination_principal", productpageID); n < 60 {
+		if n := seriesSum(s.a.stats(t), "istio_tcp_received_bytes_total", "reporter", "source", "destination_principal", productpageID); n < 60 {
 			return fmt.Errorf("A's TCP bytes to B's identity: %v", n)
 		}
 		return nil
@@ -590,7 +573,7 @@ func TestMTLSOutboundRotationUnderLoad(t *testing.T) {
 	})
 	aStats := s.a.stats(t)
 	before := issued(t, s.wd)
-	hsBefore, resBefore := metricSum(aStats, "weft_upstream_tls_handshakes_total", "result", "ok"), metricSum(aStats, "weft_upstream_tls_handshakes_total", "result", "resumed")
+	hsBefore, resBefore := seriesSum(aStats, "weft_upstream_tls_handshakes_total", "result", "ok"), seriesSum(aStats, "weft_upstream_tls_handshakes_total", "result", "resumed")
 	stop := make(chan struct{})
 	load := runLoad(t, s.a, 4, 1_000_000, stop)
 	time.Sleep(16 * time.Second)
@@ -599,8 +582,8 @@ func TestMTLSOutboundRotationUnderLoad(t *testing.T) {
 	load.check(t)
 	renewals := issued(t, s.wd) - before
 	aStats = s.a.stats(t)
-	hs := metricSum(aStats, "weft_upstream_tls_handshakes_total", "result", "ok") - hsBefore
-	res := metricSum(aStats, "weft_upstream_tls_handshakes_total", "result", "resumed") - resBefore
+	hs := seriesSum(aStats, "weft_upstream_tls_handshakes_total", "result", "ok") - hsBefore
+	res := seriesSum(aStats, "weft_upstream_tls_handshakes_total", "result", "resumed") - resBefore
 	t.Logf("%v certificates issued during the run; A's upstream handshakes: %v full, %v resumed", renewals, hs, res)
 	if renewals < 8 {
 		t.Errorf("%v certificates issued in 16s with a 4s TTL, want >= 8 (both proxies renew every ~2s)", renewals)
@@ -663,8 +646,8 @@ func TestMTLSOutboundRootRotation(t *testing.T) {
 	}
 	aStats := s.a.stats(t)
 	t.Logf("A's upstream handshakes: %v full, %v resumed, %v refused certificates (a peer under a root A had not learned yet: bundle fetched, retried)",
-		metricSum(aStats, "weft_upstream_tls_handshakes_total", "result", "ok"), metricSum(aStats, "weft_upstream_tls_handshakes_total", "result", "resumed"),
-		metricSum(aStats, "weft_upstream_tls_handshakes_total", "result", "verify_failed"))
+		seriesSum(aStats, "weft_upstream_tls_handshakes_total", "result", "ok"), seriesSum(aStats, "weft_upstream_tls_handshakes_total", "result", "resumed"),
+		seriesSum(aStats, "weft_upstream_tls_handshakes_total", "result", "verify_failed"))
 }
 
 // servedBy returns the root B's inbound certificate chains to, checked

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/weftmesh/weft/internal/ca/spiffe"
 )
@@ -135,7 +137,7 @@ func (r *Rotator) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			r.log.Warn("certificate renewal failed; retrying", "error", err, "retry_in", backoff)
+			r.logFailure(err, backoff)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -145,6 +147,25 @@ func (r *Rotator) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = time.Second
+	}
+}
+
+// TokenRefusedHint is logged when weftd refuses the bootstrap token: no
+// retry can succeed with it, the operator has to hand out a new one.
+const TokenRefusedHint = "the bootstrap token is expired, already used (single-use) or was issued by another weftd: " +
+	"get a new one from this weftd (`weftctl vm bundle` for hosts, `weftctl token create`) and restart weft-proxy"
+
+// logFailure says what went wrong in the operator's terms: a refused
+// bootstrap token (not retryable by itself) reads differently from weftd
+// being unreachable or a renewal failing.
+func (r *Rotator) logFailure(err error, retryIn time.Duration) {
+	switch {
+	case r.validCert() != nil:
+		r.log.Warn("certificate renewal failed; retrying", "error", err, "retry_in", retryIn)
+	case r.cfg.Token != "" && status.Code(err) == codes.Unauthenticated:
+		r.log.Error("bootstrap token refused by weftd; retrying", "error", err, "retry_in", retryIn, "fix", TokenRefusedHint)
+	default:
+		r.log.Warn("no workload certificate yet; retrying", "error", err, "retry_in", retryIn)
 	}
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sort"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/internal/dnsproxy"
@@ -22,7 +24,8 @@ import (
 // service has a "VIP_PORT" listener whose tcp_proxy targets
 // "outbound|PORT|SUBSET|HOST". Deriving the table from LDS/RDS (instead of
 // Istio's separate NDS resource) means it is scoped exactly like the proxy's
-// routes (exportTo, Sidecar) and arrives with the same push.
+// routes (exportTo, Sidecar) and arrives with the same push. Wildcard hosts
+// ("*.example.com") with an address are passed on as wildcards.
 type dnsTable struct {
 	mu        sync.Mutex
 	listeners []proto.Message
@@ -50,7 +53,10 @@ func (d *dnsTable) hosts() []dnsproxy.Host {
 	vips := map[string]map[netip.Addr]bool{}
 	add := func(host string, ip netip.Addr) {
 		host = strings.ToLower(host)
-		if host == "" || strings.HasPrefix(host, "*") || ip.IsUnspecified() {
+		// "*.example.com" (a wildcard ServiceEntry with an address) is
+		// answered for every name below example.com; a bare "*" or a "*"
+		// elsewhere is not a DNS name.
+		if host == "" || strings.Contains(strings.TrimPrefix(host, "*."), "*") || ip.IsUnspecified() {
 			return
 		}
 		if vips[host] == nil {
@@ -143,13 +149,56 @@ func (a *Agent) refreshDNS(u xdsclient.Update) {
 	a.dns.SetTable(t)
 }
 
-// startDNS starts the DNS proxy when cfg.DNSAddr is set.
+// startDNS starts the DNS proxy when cfg.DNSAddr is set, and exports its
+// counters with the proxy's metrics (/stats/prometheus).
 func (a *Agent) startDNS(ctx context.Context) error {
 	if a.dns == nil {
 		return nil
 	}
-	return a.dns.Start(ctx)
+	if err := a.dns.Start(ctx); err != nil {
+		return err
+	}
+	if err := a.metrics.Registry().Register(dnsCollector{a.dns}); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) { // a second Run of the same Agent keeps the first
+			a.log.Warn("DNS proxy counters not exported", "err", err)
+		}
+	}
+	return nil
 }
+
+// dnsCollector exports dnsproxy.Stats as counters, read at scrape time.
+type dnsCollector struct{ s *dnsproxy.Server }
+
+var dnsCounters = []struct {
+	desc *prometheus.Desc
+	get  func(dnsproxy.Stats) uint64
+}{
+	{prometheus.NewDesc("weft_dns_queries_total", "Well-formed DNS queries handled by the DNS proxy.", nil, nil), func(s dnsproxy.Stats) uint64 { return s.Queries }},
+	{prometheus.NewDesc("weft_dns_mesh_answers_total", "DNS queries answered from the mesh name table.", nil, nil), func(s dnsproxy.Stats) uint64 { return s.MeshAnswers }},
+	{prometheus.NewDesc("weft_dns_cache_hits_total", "DNS queries answered from the forwarding cache.", nil, nil), func(s dnsproxy.Stats) uint64 { return s.CacheHits }},
+	{prometheus.NewDesc("weft_dns_forwarded_total", "DNS queries sent to an upstream resolver.", nil, nil), func(s dnsproxy.Stats) uint64 { return s.Forwarded }},
+	{prometheus.NewDesc("weft_dns_coalesced_total", "DNS queries answered with the result of an identical query in flight.", nil, nil), func(s dnsproxy.Stats) uint64 { return s.Coalesced }},
+	{prometheus.NewDesc("weft_dns_upstream_errors_total", "Forwarded DNS queries that ended in SERVFAIL.", nil, nil), func(s dnsproxy.Stats) uint64 { return s.UpstreamErrors }},
+	{prometheus.NewDesc("weft_dns_rejected_total", "DNS queries answered SERVFAIL because too many were being forwarded.", nil, nil), func(s dnsproxy.Stats) uint64 { return s.Rejected }},
+	{prometheus.NewDesc("weft_dns_dropped_total", "DNS queries dropped by the rate limit.", nil, nil), func(s dnsproxy.Stats) uint64 { return s.Dropped }},
+	{prometheus.NewDesc("weft_dns_malformed_total", "DNS packets that could not be parsed or were refused (FORMERR, NOTIMP).", nil, nil), func(s dnsproxy.Stats) uint64 { return s.Malformed }},
+}
+
+func (c dnsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range dnsCounters {
+		ch <- d.desc
+	}
+}
+
+func (c dnsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.Stats()
+	for _, d := range dnsCounters {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.get(st)))
+	}
+}
+
+var _ prometheus.Collector = dnsCollector{}
 
 // DNSAddr is the DNS proxy's address ("" when off).
 func (a *Agent) DNSAddr() string {

@@ -19,6 +19,9 @@ type App struct {
 	// ReadyTimeout bounds the wait for the proxy to be ready (certificate,
 	// config) before the app starts [60s].
 	ReadyTimeout time.Duration
+	// StopTimeout is how long the app has to exit after SIGTERM when the
+	// proxy stopped first (/quitquitquit); then it gets SIGKILL [10s].
+	StopTimeout time.Duration
 	// Signals forwards these signals to the app (SIGTERM, SIGINT from main).
 	Signals <-chan os.Signal
 	Stdin   io.Reader
@@ -30,14 +33,20 @@ type App struct {
 // error on timeout), then starts the app with HTTP_PROXY/NO_PROXY set in
 // explicit mode, forwards signals to it, and when the app exits drains the
 // proxy and returns the app's exit code. If the proxy stops first (for
-// example /quitquitquit), the app gets SIGTERM. Istio users need a separate
-// tool (scuttle) for this.
+// example /quitquitquit), the app gets SIGTERM, and SIGKILL after
+// StopTimeout; the code returned is still the app's (143 when SIGTERM ended
+// it, 137 when it had to be killed). On Linux the app also gets SIGTERM if
+// weft-proxy itself dies (parent-death signal), so it never runs on without
+// its proxy. Istio users need a separate tool (scuttle) for this.
 func RunApp(ctx context.Context, cfg Config, app App) (int, error) {
 	if len(app.Command) == 0 {
 		return 2, errors.New("agent: run: no command after --")
 	}
 	if app.ReadyTimeout <= 0 {
 		app.ReadyTimeout = 60 * time.Second
+	}
+	if app.StopTimeout <= 0 {
+		app.StopTimeout = 10 * time.Second
 	}
 	a, err := New(cfg)
 	if err != nil {
@@ -73,6 +82,7 @@ func RunApp(ctx context.Context, cfg Config, app App) (int, error) {
 	cmd := exec.Command(app.Command[0], app.Command[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = app.Stdin, app.Stdout, app.Stderr
 	cmd.Env = appEnv(os.Environ(), a)
+	cmd.SysProcAttr = appSysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return 127, errors.Join(fmt.Errorf("agent: start %s: %w", app.Command[0], err), stopProxy())
 	}
@@ -85,10 +95,24 @@ func RunApp(ctx context.Context, cfg Config, app App) (int, error) {
 		case sig := <-app.Signals:
 			_ = cmd.Process.Signal(sig)
 		case err := <-proxyDone:
-			// The proxy is gone (quitquitquit): stop the app too.
-			a.log.Warn("proxy stopped; terminating the app", "err", err)
+			// The proxy is gone (quitquitquit): stop the app too, bounded.
+			a.log.Warn("proxy stopped; terminating the app", "err", err, "stop_timeout", app.StopTimeout)
 			_ = cmd.Process.Signal(syscall.SIGTERM)
-			return exitCode(<-appDone), err
+			kill := time.NewTimer(app.StopTimeout)
+			defer kill.Stop()
+			for {
+				select {
+				case werr := <-appDone:
+					code := exitCode(werr)
+					a.log.Info("app exited", "code", code)
+					return code, err
+				case sig := <-app.Signals:
+					_ = cmd.Process.Signal(sig)
+				case <-kill.C:
+					a.log.Warn("app still running after SIGTERM; killing it", "stop_timeout", app.StopTimeout)
+					_ = cmd.Process.Kill()
+				}
+			}
 		case werr := <-appDone:
 			code := exitCode(werr)
 			a.log.Info("app exited; draining", "code", code)

@@ -62,9 +62,10 @@ func runExec(ctx context.Context, fail failFunc, argv []string) error {
 
 // reapGroup reaps the killed members of process group pgid that are our
 // children. They are ours only when this process is a child subreaper
-// (prctl PR_SET_CHILD_SUBREAPER, which weft-proxy sets when it runs as the
-// workload's lifecycle wrapper); otherwise the orphans went to init, which
-// reaps them, and there is nothing to do (ECHILD at once). Polling with
+// (prctl PR_SET_CHILD_SUBREAPER; weft-proxy does not set it today, because
+// it would then inherit, and have to reap, every orphan of the app it
+// wraps); otherwise the orphans went to init, which reaps them, and there
+// is nothing to do (ECHILD at once). Polling with
 // WNOHANG and a deadline: a member stuck in uninterruptible sleep must not
 // stall the prober. Runs after the leader is reaped by cmd.Wait, so it never
 // takes os/exec's child from it.
