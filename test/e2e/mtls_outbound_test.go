@@ -322,19 +322,22 @@ func TestMTLSOutboundHTTP(t *testing.T) {
 	if out, err := curlPlain(t, net.JoinHostPort(bAddr, strconv.Itoa(s.apps.http.port))); err == nil {
 		t.Fatalf("plaintext to B under STRICT: %q", out)
 	}
-	in := seriesWith(s.b.stats(t), "istio_requests_total", "reporter", "destination", "response_code", "200",
-		"connection_security_policy", "mutual_tls", "source_principal", reviewsID, "destination_principal", productpageID)
-	if len(in) != 1 {
-		t.Fatalf("B's istio_requests_total with mutual_tls and A's identity: %q", in)
-	}
-	aStats := s.a.stats(t)
-	if out := seriesWith(aStats, "istio_requests_total", "reporter", "source", "response_code", "200",
-		"destination_principal", productpageID, "source_principal", reviewsID); len(out) != 1 {
-		t.Fatalf("A's istio_requests_total with B's identity: %q", out)
-	}
-	if n := seriesSum(aStats, "weft_upstream_tls_handshakes_total", "result", "ok"); n < 1 {
-		t.Errorf("A made %v full TLS handshakes", n)
-	}
+	// A request is recorded just after its answer went out: poll briefly.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if in := seriesWith(s.b.stats(t), "istio_requests_total", "reporter", "destination", "response_code", "200",
+			"connection_security_policy", "mutual_tls", "source_principal", reviewsID, "destination_principal", productpageID); len(in) != 1 {
+			return fmt.Errorf("B's istio_requests_total with mutual_tls and A's identity: %q", in)
+		}
+		aStats := s.a.stats(t)
+		if out := seriesWith(aStats, "istio_requests_total", "reporter", "source", "response_code", "200",
+			"destination_principal", productpageID, "source_principal", reviewsID); len(out) != 1 {
+			return fmt.Errorf("A's istio_requests_total with B's identity: %q", out)
+		}
+		if n := seriesSum(aStats, "weft_upstream_tls_handshakes_total", "result", "ok"); n < 1 {
+			return fmt.Errorf("A made %v full TLS handshakes", n)
+		}
+		return nil
+	})
 
 	t.Run("DestinationRule tls DISABLE against STRICT", func(t *testing.T) {
 		dr := filepath.Join(s.wd.ConfigDir, "dr.yaml")
@@ -423,11 +426,14 @@ func TestMTLSOutboundGRPCAndTCP(t *testing.T) {
 	if _, err := stream.Recv(); err != io.EOF {
 		t.Fatalf("stream end: %v", err)
 	}
-	grpcIn := seriesWith(s.b.stats(t), "istio_requests_total", "reporter", "destination", "destination_service", productpageFQ,
-		"connection_security_policy", "mutual_tls", "source_principal", reviewsID)
-	if seriesSum(strings.Join(grpcIn, "\n"), "istio_requests_total") < 3 {
-		t.Fatalf("B's mTLS request metrics after the gRPC calls: %q", grpcIn)
-	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		grpcIn := seriesWith(s.b.stats(t), "istio_requests_total", "reporter", "destination", "destination_service", productpageFQ,
+			"connection_security_policy", "mutual_tls", "source_principal", reviewsID)
+		if seriesSum(strings.Join(grpcIn, "\n"), "istio_requests_total") < 3 {
+			return fmt.Errorf("B's mTLS request metrics after the gRPC calls: %q", grpcIn)
+		}
+		return nil
+	})
 
 	// Raw TCP through an HTTP CONNECT tunnel on A.
 	c, err := net.DialTimeout("tcp", aAddr+":15080", 5*time.Second)
