@@ -57,7 +57,7 @@ trap 'echo; echo "stopping (every process and $WORK go away)..."; exit 130' INT 
 
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say() { printf '   %s\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+run() { local a=("$@"); printf '$ %s\n' "${a[*]#"$PWD/"}"; "$@"; }
 check() { # check NAME CONDITION-COMMAND...
 	local name=$1; shift
 	if "$@"; then
@@ -67,7 +67,8 @@ check() { # check NAME CONDITION-COMMAND...
 	fi
 }
 weftctl() { "$BIN/weftctl" --server "$MON_ADDR" --data-dir "$WORK/data" "$@"; }
-# fg CMD...: run a long step so that Ctrl-C or SIGTERM interrupts it at once.
+# fg CMD...: run a long step in the background and wait for it, so that
+# Ctrl-C or SIGTERM interrupts it at once (bash runs traps only between commands).
 fg() { "$@" & FG_PID=$!; wait "$FG_PID" || true; FG_PID=""; }
 between() { awk -v x="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(x >= lo && x <= hi) }'; }
 # field LINE KEY: the value of KEY=VALUE in a loadgen summary line (0 if absent).
@@ -166,7 +167,10 @@ workload() { # workload NAME ADDR SERVICE-ACCOUNT LABELS INBOUND(yes|no) APP-ARG
 		--namespace shop --service-account "$sa" --workload-name "$name" --labels "$labels" --ip "$addr" --bind-addr "$addr")
 	[ "$inbound" = yes ] && cmd+=(--explicit-inbound)
 	cmd+=(--drain-time 1s -- "$BIN/shop" "$@")
-	[ ${#NAMES[@]} -eq 0 ] && printf '$ %s\n' "${cmd[*]#"$PWD/"}"
+	if [ ${#NAMES[@]} -eq 0 ]; then # show the first one in full
+		printf '$ weftctl token create -n shop --service-account %s --single-use --ttl 10m >%s\n' "$sa" "$WORK/tokens/$name"
+		printf '$ %s\n' "${cmd[*]#"$PWD/"}"
+	fi
 	setsid "${cmd[@]}" >"$WORK/logs/$name.log" 2>&1 &
 	PGIDS+=($!) NAMES+=("$name") ADDRS+=("$addr")
 	printf '   %-11s %-12s spiffe://cluster.local/ns/shop/sa/%-9s shop %s\n' "$name" "$addr" "$sa" "$*"
@@ -272,22 +276,28 @@ check "AuthorizationPolicy: crawler (spiffe://cluster.local/ns/shop/sa/crawler) 
 	bash -c "[ '$code' = 403 ] && grep -q 'RBAC: access denied' '$WORK/denied.txt'"
 
 bold "Where to look next (in another terminal, while this runs)"
-W="bin/weftctl --server $MON_ADDR --data-dir $WORK/data"
+server=""; [ "$MON_ADDR" = 127.0.0.1:15014 ] || server=" --server $MON_ADDR"
 cat <<EOF
-   $W proxy-status              # every proxy, per xDS type: SYNCED / STALE / NACKED
-   $W get all -A                # the config in effect, with its source
-   $W get workloadentry -n shop # the joined host (source autoregistration)
-   $W top                       # this live view
-   curl -s $NET.20:15000/stats/prometheus | grep ^istio_requests_total   # frontend proxy's Istio metrics
-   curl -s $NET.10:15000/config_dump | head -40                          # Envoy-style config dump of loadgen's proxy
-   curl -s $NET.10:15000/clusters                                        # endpoints and their health
-   curl -s $MON_ADDR/metrics | grep ^pilot_xds                          # weftd's metrics
-   curl -s -x $NET.10:15080 http://frontend.shop.svc.cluster.local:8080/  # call the shop as loadgen does
+   w="bin/weftctl$server --data-dir $WORK/data"
+   \$w proxy-status               # every proxy and its xDS state: SYNCED / STALE / NACKED
+   \$w get all -A                 # the config in effect, with its source
+   \$w get workloadentry -n shop  # the joined host (source: autoregistration)
+   \$w top                        # the live view below
+   curl -s $NET.20:15000/stats/prometheus | grep ^istio_requests_total   # Istio metrics of frontend's proxy
+   curl -s $NET.10:15000/config_dump | head -40      # Envoy-style config dump (loadgen's proxy)
+   curl -s $NET.10:15000/clusters                    # its upstream endpoints and their health
+   curl -s $MON_ADDR/metrics | grep ^pilot_xds       # weftd's own metrics
+   curl -s -x $NET.10:15080 http://frontend.shop.svc.cluster.local:8080/   # call the shop as loadgen does
    logs: $WORK/logs/
 EOF
 
 # live N: N frames of the live view, each over the last $INTERVAL seconds.
-live() { fg "$BIN/weftctl" --server "$MON_ADDR" --data-dir "$WORK/data" top --interval "${INTERVAL}s" --count "$1" > >(tee -a "$WORK/live.txt"); }
+live() { # (not through fg: its redirection would also apply to the traps run while waiting)
+	"$BIN/weftctl" --server "$MON_ADDR" --data-dir "$WORK/data" top --interval "${INTERVAL}s" --count "$1" > >(tee -a "$WORK/live.txt") &
+	FG_PID=$!
+	wait "$FG_PID" || true
+	FG_PID=""
+}
 if [ -n "$DURATION" ]; then
 	frames=$(( LIVE / INTERVAL )); [ "$frames" -ge 2 ] || frames=2
 	first=$(( frames / 2 )); second=$(( frames - first ))
