@@ -53,7 +53,7 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
-trap 'echo; echo "stopping (every process and $WORK go away)..."; exit 130' INT TERM
+trap 'echo; echo "stopping after $PASSED checks passed, ${#FAILED[@]} failed (every process and $WORK go away)..."; exit 130' INT TERM
 
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say() { printf '   %s\n' "$*"; }
@@ -212,9 +212,15 @@ for i in $(seq "$n" $((${#NAMES[@]} - 1))); do
 done
 
 bold "8. What the mesh does, checked"
-synced() {
-	local out; out=$(weftctl proxy-status)
-	[ "$(grep -c 'SYNCED *SYNCED *SYNCED *SYNCED' <<<"$out")" -eq "${#NAMES[@]}" ]
+synced() { # every proxy has ACKed the latest push of every type (a push may be in flight: retry for 5s)
+	local i out
+	for i in $(seq 1 50); do
+		out=$(weftctl proxy-status 2>/dev/null || true)
+		[ "$(grep -c 'SYNCED *SYNCED *SYNCED *SYNCED' <<<"$out")" -eq "${#NAMES[@]}" ] && return 0
+		sleep 0.1
+	done
+	sed 's/^/   /' <<<"$out"
+	return 1
 }
 check "all ${#NAMES[@]} proxies SYNCED (weftctl proxy-status)" synced
 joined() {
@@ -339,6 +345,10 @@ conns=$(metric "$NET.30" istio_tcp_connections_opened_total reporter=destination
 check "the joined host received traffic all along ($conns connections)" test "$conns" -gt 100
 echo
 if [ ${#FAILED[@]} -gt 0 ]; then
+	for f in "$WORK"/logs/*.log; do # the work dir goes on exit: show how each log ends
+		echo "--- $(basename "$f") (last lines)"; tail -n 8 "$f" | sed 's/^/   /'
+	done
+	echo
 	echo "${#FAILED[@]} check(s) failed, $PASSED passed:"
 	printf '   [FAIL] %s\n' "${FAILED[@]}"
 	exit 1
