@@ -102,7 +102,8 @@ for b in weftd weftctl weft-proxy; do
 done
 command -v setsid >/dev/null || { echo "the demo needs setsid (util-linux)"; exit 1; }
 command -v curl >/dev/null || { echo "the demo needs curl"; exit 1; }
-for a in "$NET.10:15000" "$NET.20:15000" "$NET.30:15000" "$SECURE_ADDR" "$MON_ADDR"; do
+for a in "$NET.10:15000" "$NET.20:15000" "$NET.30:15000" "$SECURE_ADDR" "$MON_ADDR" \
+	127.0.0.1:18080 127.0.0.1:18081 127.0.0.1:18082 127.0.0.1:18090; do # the apps' ports
 	if (exec 3<>"/dev/tcp/${a%:*}/${a##*:}") 2>/dev/null; then
 		echo "$a is already in use: is another demo running? (stop it with Ctrl-C)"; exit 1
 	fi
@@ -162,7 +163,8 @@ bold "5. Workloads: weft-proxy run [identity, address] -- shop ... (the app star
 NAMES=() ADDRS=()
 workload() { # workload NAME ADDR SERVICE-ACCOUNT LABELS INBOUND(yes|no) APP-ARGS...
 	local name=$1 addr=$2 sa=$3 labels=$4 inbound=$5; shift 5
-	weftctl token create -n shop --service-account "$sa" --single-use --ttl 10m >"$WORK/tokens/$name" 2>/dev/null
+	weftctl token create -n shop --service-account "$sa" --single-use --ttl 10m >"$WORK/tokens/$name" 2>"$WORK/logs/token.err" ||
+		{ cat "$WORK/logs/token.err"; return 1; }
 	local cmd=("$BIN/weft-proxy" run --ca-addr "$SECURE_ADDR" --root-cert "$WORK/root-cert.pem" --token-file "$WORK/tokens/$name"
 		--namespace shop --service-account "$sa" --workload-name "$name" --labels "$labels" --ip "$addr" --bind-addr "$addr")
 	[ "$inbound" = yes ] && cmd+=(--explicit-inbound)
