@@ -1,5 +1,5 @@
 # Weft — the two commands a newcomer needs:
-#   make demo   run weftd on the sample config and talk to it with weftctl
+#   make demo   run the sample shop as a real mesh on this machine (scripts/demo.sh)
 #   make test   everything CI checks (gofmt, go vet, unit + integration + e2e tests)
 
 GO        ?= go

@@ -68,6 +68,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		newTokenCmd(g),
 		newCACmd(g),
 		newVMCmd(g),
+		newTopCmd(g),
 	)
 	err := root.Execute()
 	if err == nil {
