@@ -23,10 +23,10 @@ import (
 
 // strictMTLS applies a STRICT PeerAuthentication to the namespace and
 // requires the VM proxies to report the client's requests as mutually
-// authenticated (connection_security_policy="mutual_tls"). Flip when
-// outbound mTLS lands (weft-proxy originating ISTIO_MUTUAL to a STRICT
-// peer); until then the test applies PERMISSIVE and checks plaintext.
-const strictMTLS = false
+// authenticated (connection_security_policy="mutual_tls") and plaintext
+// from outside the mesh to be refused. false runs the PERMISSIVE variant
+// (plaintext accepted), kept for debugging.
+const strictMTLS = true
 
 // proxyUID is the user weft-proxy runs as on the hosts; the capture rules
 // exempt its traffic (Istio's 1337).
