@@ -93,7 +93,7 @@ fi
 
 log "building h1bench, weftd, weftctl, weft-proxy"
 (cd "$ROOT" && go build -o "$WORK/h1bench" ./bench/proxy/cmd/h1bench &&
-	go build -o "$WORK/" ./cmd/weftd ./cmd/weftctl ./cmd/weft-proxy)
+	go build -ldflags "-s -w" -o "$WORK/" ./cmd/weftd ./cmd/weftctl ./cmd/weft-proxy) # flags as make build
 
 # --- servers -----------------------------------------------------------------
 # Arrays, not functions: a backgrounded function runs in a subshell whose
@@ -235,6 +235,13 @@ cpu_ticks() { # utime+stime summed over pids, in clock ticks
 	local sum=0 pid
 	for pid in "$@"; do
 		sum=$((sum + $(awk '{print $14+$15}' "/proc/$pid/stat")))
+	done
+	echo "$sum"
+}
+anon_kb() { # anonymous (private, not file-backed) RSS summed over pids, now
+	local sum=0 pid
+	for pid in "$@"; do
+		sum=$((sum + $(awk '/RssAnon/{print $2}' "/proc/$pid/status")))
 	done
 	echo "$sum"
 }
@@ -416,7 +423,8 @@ for round in $(seq 1 "$ROUNDS"); do
 		"${LOAD[@]}" fortio load -quiet -qps 0 -c 16 -t "${MAXDUR}s" -payload-size 1024 "${hdr[@]}" -json "$WORK/$name-$round-max.json" "$url" >/dev/null 2>&1
 		"${LOAD[@]}" wrk -t1 -c16 -d"${MAXDUR}s" -s "$WORK/post.lua" "${hdr[@]}" "$url" >"$WORK/$name-$round-wrk.txt" 2>&1
 		hwm=$(hwm_kb "${SRV_PIDS[@]}")
-		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$((t1 - t0))" "$hwm" "$WORK/$name-$round-lat.json" "$WORK/$name-$round-max.json" "$WORK/$name-$round-wrk.txt" >>"$TSV"
+		anon=$(anon_kb "${SRV_PIDS[@]}")
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$((t1 - t0))" "$hwm" "$anon" "$WORK/$name-$round-lat.json" "$WORK/$name-$round-max.json" "$WORK/$name-$round-wrk.txt" >>"$TSV"
 		stop_proxy "$name"
 	done
 done
@@ -432,7 +440,7 @@ def pct(j, p):
             return e["Value"] * 1e6
     return float("nan")
 data = []
-for name, ticks, hwm, lat, mx, wrk in rows:
+for name, ticks, hwm, anon, lat, mx, wrk in rows:
     L, M = json.load(open(lat)), json.load(open(mx))
     w = open(wrk).read()
     m = re.search(r"Requests/sec:\s+([\d.]+)", w)
@@ -445,6 +453,7 @@ for name, ticks, hwm, lat, mx, wrk in rows:
         cpu=cpu_s / L["ActualDuration"] * 1e9 * 100 if name != "direct" else None,
         cpu_us=cpu_s * 1e6 / max(ok, 1) if name != "direct" else None,
         rss=int(hwm) / 1024 if name != "direct" else None,
+        anon=int(anon) / 1024 if name != "direct" else None,
         fmax=M["ActualQPS"], fmax_err=sum(v for k, v in M["RetCodes"].items() if k != "200"),
         wrk=float(m.group(1)) if m else float("nan"), wrk_err=int(werr.group(1)) if werr else 0))
 # Best round per target: other jobs on the machine only add latency and CPU.
@@ -457,7 +466,7 @@ for d in data:
     for k in ("p50", "p90", "p99", "p999", "cpu", "cpu_us"):
         if d[k] is not None:
             b[k] = min(b[k], d[k])
-    for k in ("fmax", "wrk", "rss"):
+    for k in ("fmax", "wrk", "rss", "anon"):
         if d[k] is not None:
             b[k] = max(b[k], d[k])
     for k in ("errs", "fmax_err", "wrk_err"):
@@ -472,14 +481,14 @@ f = lambda v, fmt="%.0f": "—" if v is None else fmt % v
 print("## HTTP/1.1 proxy benchmark (%s UTC)\n" % datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"))
 print("Loopback, 1 KiB POST echoed by `fortio server`, 16 connections. Latency: `fortio load -qps 1000 -c 16 -t %ss -uniform -payload-size 1024 -r 0.00001` after a warm-up."
       " Max: `fortio load -qps 0 -c 16 -t %ss -payload-size 1024` (POST) and `wrk -t1 -c16 -d%ss` with a 1 KiB POST Lua script."
-      " Client on CPU0, proxy + backend on CPU1, one worker/thread (weft: GOMAXPROCS=1). CPU from /proc/PID/stat during the 1k-qps run; RSS = VmHWM."
+      " Client on CPU0, proxy + backend on CPU1, one worker/thread (weft: GOMAXPROCS=1). CPU from /proc/PID/stat during the 1k-qps run; RSS = VmHWM (file-backed binary pages included; shared between processes of one binary), anon RSS = RssAnon at the end of the run (the process's own memory)."
       " Rounds: %d (each cell: best round). Load average before/after: %s / %s.\n" % (dur, maxdur, maxdur, rounds, lb, la))
-print("| path | p50 us | p90 us | p99 us | p99.9 us | added p99 us | CPU % @1k qps | CPU us/req | peak RSS MiB | fortio max req/s | wrk max req/s | errors |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| path | p50 us | p90 us | p99 us | p99.9 us | added p99 us | CPU % @1k qps | CPU us/req | peak RSS MiB | anon RSS MiB | fortio max req/s | wrk max req/s | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for d in data:
     added = d["p99"] - base["p99"] if base and d is not base else None
-    print("| %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %s | %.0f | %.0f | %d |" % (
+    print("| %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %.0f | %.0f | %d |" % (
         d["name"], d["p50"], d["p90"], d["p99"], d["p999"], f(added), f(d["cpu"], "%.1f"), f(d["cpu_us"], "%.1f"),
-        f(d["rss"], "%.1f"), d["fmax"], d["wrk"], d["errs"] + d["fmax_err"] + d["wrk_err"]))
+        f(d["rss"], "%.1f"), f(d["anon"], "%.1f"), d["fmax"], d["wrk"], d["errs"] + d["fmax_err"] + d["wrk_err"]))
 EOF
 cat "$RESULTS/latest.md"
