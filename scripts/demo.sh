@@ -328,8 +328,9 @@ if [ -z "$DURATION" ]; then
 	exit 130
 fi
 live "$second"
-share=$(grep 'frontend -> backend.shop' "$WORK/live.txt" | tail -1 | sed -n 's/.*backend-v2 \([0-9]*\)%.*/\1/p' || true)
-check "the live view shows the shift: backend-v2 answered ${share:-0}% in the last frame" between "${share:-0}" 25 75
+# ANSWERED BY names versions (destination_version): backend-v2 is "v2".
+share=$(grep 'frontend -> backend.shop' "$WORK/live.txt" | tail -1 | sed -n 's/.* v2 \([0-9]*\)%.*/\1/p' || true)
+check "the live view shows the shift: v2 (backend-v2) answered ${share:-0}% in the last frame" between "${share:-0}" 25 75
 
 bold "Summary"
 weftctl top --cumulative --count 1 | sed 's/^/   /' || true

@@ -50,7 +50,8 @@ func newTopCmd(g *globals) *cobra.Command {
 			"  OK          share of answers below 400\n" +
 			"  P50, P99    latency, estimated from the histogram buckets as Prometheus' histogram_quantile does\n" +
 			"  ERRORS      the other answers: code, Envoy response flag (FI fault, UT timeout, ...), count\n" +
-			"  ANSWERED BY which destination versions (or workloads) answered, from the destination's proxies\n" +
+			"  ANSWERED BY which destination versions answered (destination_version; the workload when it\n" +
+			"              has no version label), from the destination's proxies\n" +
 			"  MTLS        on when the destination's proxies saw only mutual TLS, off when none, else the share\n\n" +
 			"Proxies are found through weftd (each connected proxy's IP, admin port --admin-port)\n" +
 			"unless --proxies lists admin addresses.",
@@ -557,7 +558,7 @@ func formatCounts(m map[string]float64) string {
 	return strings.Join(parts, " ")
 }
 
-// formatShares: "backend-v1 90% backend-v2 10%", largest first.
+// formatShares: "v1 90% v2 10%", largest first.
 func formatShares(m map[string]float64) string {
 	if len(m) == 0 {
 		return "-"

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/telemetry"
 )
 
 func TestHistogramQuantile(t *testing.T) {
@@ -193,5 +196,49 @@ func TestTopUsage(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := Run([]string{"top", "-o", "yaml", "--proxies", "127.0.0.1:1"}, nil, &out, &errb); code != 2 {
 		t.Fatalf("-o yaml: exit %d, want 2 (%s)", code, errb.String())
+	}
+}
+
+// TestTopAnsweredByVersion: with the full Istio label set from real
+// weft-proxy telemetry, ANSWERED BY names the destination's version
+// (destination_version, from the backend proxies' own labels); a workload
+// without a version label is named by its workload.
+func TestTopAnsweredByVersion(t *testing.T) {
+	const inbound, outbound = "inbound|8080||" + backendSvc, "outbound|8080||" + backendSvc
+	proxy := func(id telemetry.Identity, r telemetry.Reporter, cluster string, n int) string {
+		m := telemetry.New(id)
+		for range n {
+			m.Dest(r, cluster).Request(200, telemetry.FlagNone, time.Millisecond, 0, 0)
+		}
+		srv := httptest.NewServer(m.Handler())
+		t.Cleanup(srv.Close)
+		return strings.TrimPrefix(srv.URL, "http://")
+	}
+	addrs := []string{
+		proxy(telemetry.Identity{Workload: "frontend", Namespace: "shop"}, telemetry.Source, outbound, 100),
+		proxy(telemetry.Identity{Workload: "backend-v1", Namespace: "shop", Labels: map[string]string{"app": "backend", "version": "v1"}}, telemetry.Destination, inbound, 50),
+		proxy(telemetry.Identity{Workload: "backend-v2", Namespace: "shop", Labels: map[string]string{"app": "backend", "version": "v2"}}, telemetry.Destination, inbound, 30),
+		proxy(telemetry.Identity{Workload: "backend-canary", Namespace: "shop", Labels: map[string]string{"app": "backend"}}, telemetry.Destination, inbound, 20),
+	}
+	var out, errb bytes.Buffer
+	if code := Run([]string{"top", "--proxies", strings.Join(addrs, ","), "--count", "1", "--cumulative", "-o", "json"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var rows []TopRow
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if len(rows) != 1 {
+		t.Fatalf("rows: %+v", rows)
+	}
+	want := map[string]float64{"v1": 0.5, "v2": 0.3, "backend-canary": 0.2}
+	got := rows[0].AnsweredBy
+	if len(got) != len(want) {
+		t.Fatalf("answered by %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if math.Abs(got[k]-v) > 1e-9 {
+			t.Errorf("answered by %v, want %v", got, want)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	networkingv1 "istio.io/api/networking/v1"
 
 	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/workloadmeta"
 )
 
 // Labels and metadata keys used to place a proxy and endpoints in the topology.
@@ -185,8 +186,8 @@ func cdsLbEndpoint(e *model.Endpoint) *endpointv3.LbEndpoint {
 	if endpointTLSMode(e) {
 		md[TransportSocketMatchKey] = &structpb.Struct{Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue("istio")}}
 	}
-	if e.Workload.Name != "" {
-		md["istio"] = &structpb.Struct{Fields: map[string]*structpb.Value{"workload": structpb.NewStringValue(cdsWorkloadMetadata(e))}}
+	if f := workloadFields(e); len(f) > 0 {
+		md[workloadmeta.FilterNamespace] = &structpb.Struct{Fields: f}
 	}
 	if len(md) > 0 {
 		lb.Metadata = &corev3.Metadata{FilterMetadata: md}
@@ -194,26 +195,26 @@ func cdsLbEndpoint(e *model.Endpoint) *endpointv3.LbEndpoint {
 	return lb
 }
 
-// cdsWorkloadMetadata is Istio's "name;namespace;canonical-service;canonical-revision;cluster".
-func cdsWorkloadMetadata(e *model.Endpoint) string {
-	svc := cdsFirstLabel(e.Labels, "service.istio.io/canonical-name", "app.kubernetes.io/name", "app")
-	if svc == "" {
-		svc = e.Workload.Name
+// workloadFields is the endpoint's filter_metadata["istio"]: Istio's
+// "workload" string ("name;namespace;canonical-service;canonical-revision;cluster")
+// for endpoints of a WorkloadEntry, plus its app and version labels. The
+// source proxy labels its telemetry with them (destination_workload,
+// destination_app, destination_version, ...) where Istio would use metadata
+// exchange.
+func workloadFields(e *model.Endpoint) map[string]*structpb.Value {
+	f := map[string]*structpb.Value{}
+	if e.Workload.Name != "" {
+		// The mesh has no cluster id yet: the cluster field stays empty.
+		w := workloadmeta.FromLabels(e.Workload.Name, e.Workload.Namespace, e.Labels, "")
+		f[workloadmeta.KeyWorkload] = structpb.NewStringValue(w.String())
 	}
-	rev := cdsFirstLabel(e.Labels, "service.istio.io/canonical-revision", "app.kubernetes.io/version", "version")
-	if rev == "" {
-		rev = "latest"
+	if v := workloadmeta.App(e.Labels); v != "" {
+		f[workloadmeta.KeyApp] = structpb.NewStringValue(v)
 	}
-	return e.Workload.Name + ";" + e.Workload.Namespace + ";" + svc + ";" + rev + ";"
-}
-
-func cdsFirstLabel(labels map[string]string, keys ...string) string {
-	for _, k := range keys {
-		if v := labels[k]; v != "" {
-			return v
-		}
+	if v := workloadmeta.Version(e.Labels); v != "" {
+		f[workloadmeta.KeyVersion] = structpb.NewStringValue(v)
 	}
-	return ""
+	return f
 }
 
 func cdsIsUnix(addr string) bool { return strings.HasPrefix(addr, "unix://") }

@@ -221,6 +221,20 @@ func TestProxyExplicit(t *testing.T) {
 		if !found {
 			t.Errorf("no istio_requests_total for reviews/200 in:\n%.3000s", body)
 		}
+		// jason's requests went to the v2 subset: the source reporter names
+		// the answering workload from weftd's EDS metadata.
+		v2 := false
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "istio_requests_total{") && strings.Contains(line, `reporter="source"`) &&
+				strings.Contains(line, `destination_version="v2"`) && strings.Contains(line, `destination_workload="reviews-v2"`) &&
+				strings.Contains(line, `destination_canonical_revision="v2"`) && strings.Contains(line, `destination_app="reviews"`) &&
+				strings.Contains(line, `destination_canonical_service="reviews"`) && strings.Contains(line, `response_code="200"`) {
+				v2 = true
+			}
+		}
+		if !v2 {
+			t.Errorf("no source-reporter series with destination_version=\"v2\" in:\n%.3000s", body)
+		}
 		if !strings.Contains(string(body), "istio_request_duration_milliseconds_bucket{") {
 			t.Errorf("no duration histogram")
 		}

@@ -80,10 +80,10 @@ kind: WorkloadEntry
 metadata: {name: echo-1, namespace: default}
 spec: {address: %s, ports: {grpc: %d}, labels: {app: echo}, serviceAccount: echo}
 `, workloadAddr, appPort)}})
-	startProxy(t, wd.XDSAddr.String(), func(c *agent.Config) {
+	p := startProxy(t, wd.XDSAddr.String(), func(c *agent.Config) {
 		c.IP, c.BindAddr = workloadAddr, netipAddr(t, workloadAddr)
 		c.WorkloadName, c.ServiceAccount = "echo-1", "echo"
-		c.Labels = map[string]string{"app": "echo"}
+		c.Labels = map[string]string{"app": "echo", "version": "v3"}
 		c.ExplicitInbound = true
 	})
 
@@ -130,4 +130,20 @@ spec: {address: %s, ports: {grpc: %d}, labels: {app: echo}, serviceAccount: echo
 	if _, err := stream.Recv(); err != io.EOF {
 		t.Fatalf("stream end: %v", err)
 	}
+	// Istio's gRPC labels: request_protocol grpc and the grpc-status the
+	// client got; the proxy's own labels fill the destination side. A
+	// request is recorded just after its answer went out: poll briefly.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		_, body := getURL("http://" + p.AdminAddr() + "/stats/prometheus")
+		common := []string{"reporter", "destination", "request_protocol", "grpc", "response_code", "200",
+			"destination_workload", "echo-1", "destination_app", "echo", "destination_version", "v3",
+			"destination_canonical_service", "echo", "destination_canonical_revision", "v3"}
+		if n := seriesSum(body, "istio_requests_total", append(common, "grpc_response_status", "0")...); n < 2 {
+			return fmt.Errorf("%v OK gRPC requests (unary and bidi), want >= 2:\n%s", n, metricLines(body, "istio_requests_total"))
+		}
+		if n := seriesSum(body, "istio_requests_total", append(common, "grpc_response_status", "5")...); n != 1 {
+			return fmt.Errorf("%v NOT_FOUND gRPC requests, want 1:\n%s", n, metricLines(body, "istio_requests_total"))
+		}
+		return nil
+	})
 }

@@ -169,7 +169,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), quit: make(chan struct{})}
 	a.holder = runtime.NewHolder(runtime.Empty(runtime.Options{JWKS: jwtauthn.NewKeyCache(jwtauthn.KeyCacheConfig{Logger: cfg.Logger})}))
-	self := telemetry.Identity{Workload: cfg.WorkloadName, Namespace: cfg.Namespace}
+	self := telemetry.Identity{Workload: cfg.WorkloadName, Namespace: cfg.Namespace, Labels: cfg.Labels}
 	if cfg.Identity != nil {
 		self.Principal = workloadID(cfg).String()
 	}

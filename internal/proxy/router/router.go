@@ -265,7 +265,11 @@ func (h H2Router) RequestEnd(req *h2.Request, s h1.Summary) {
 		if h.r.alog != nil || st.trace.on {
 			h.r.observeEnd(req, st, s)
 		}
-		h.r.finish(st, s.Status, s.Err, s.Duration, s.BytesIn, s.BytesOut)
+		gs := notGRPC
+		if req.IsGRPC() {
+			gs = req.GRPCStatus() // -1: none sent; telemetry derives it
+		}
+		h.r.finish(st, s, gs)
 	}
 }
 
@@ -278,7 +282,7 @@ func (r *Router) RequestEnd(req *h1.Request, s h1.Summary) {
 		if r.alog != nil || st.trace.on {
 			r.observeEnd(req, st, s)
 		}
-		r.finish(st, s.Status, s.Err, s.Duration, s.BytesIn, s.BytesOut)
+		r.finish(st, s, notGRPC)
 	}
 }
 
@@ -380,7 +384,14 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func (r *Router) finish(st *reqState, status int, err error, dur time.Duration, in, out int64) {
+// notGRPC is finish's grpcStatus of a request that is not gRPC.
+const notGRPC = -2
+
+// finish records the request's telemetry and returns st to the pool.
+// grpcStatus is the gRPC status sent to the client, -1 for a gRPC request
+// that got none, notGRPC for other requests.
+func (r *Router) finish(st *reqState, s h1.Summary, grpcStatus int) {
+	status, err := s.Status, s.Err
 	flag := st.flag
 	if flag == telemetry.FlagNone && err != nil {
 		flag = flagFor(status, err)
@@ -396,6 +407,11 @@ func (r *Router) finish(st *reqState, status int, err error, dur time.Duration, 
 		st.cluster.Release(upstream.Retries)
 	}
 	dest := st.dest
+	if st.ep != nil {
+		// The endpoint that answered (the last attempt's) names the
+		// destination workload; a destination reporter ignores it.
+		dest = dest.Upstream(st.ep.WorkloadKey, st.ep.Workload)
+	}
 	switch {
 	case st.peer != "":
 		dest = dest.Peer(st.peer)
@@ -404,7 +420,11 @@ func (r *Router) finish(st *reqState, status int, err error, dur time.Duration, 
 			dest = dest.Peer(p)
 		}
 	}
-	dest.Request(status, flag, dur, in, out)
+	if grpcStatus == notGRPC {
+		dest.Request(status, flag, s.Duration, s.BytesIn, s.BytesOut)
+	} else {
+		dest.GRPC(status, grpcStatus, flag, s.Duration, s.BytesIn, s.BytesOut)
+	}
 	st.cluster, st.ep, st.acquired, st.dest, st.flag = nil, nil, false, nil, telemetry.FlagNone
 	st.policy, st.addr, st.retryHeld, st.hash, st.hasHash = nil, "", false, 0, false
 	st.tlsKey, st.peer = "", ""

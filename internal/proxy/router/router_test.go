@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/internal/proxy/h1"
@@ -127,11 +128,28 @@ func snapshot(t testing.TB, v1, v2 string) *wrt.Holder {
 				}}}}}},
 		},
 	}}}
-	s, err := wrt.Build(nil, edsCluster(v1Name, 1024), edsCluster(v2Name, 1024), cla(v1Name, v1), cla(v2Name, v2), rc)
+	s, err := wrt.Build(nil, edsCluster(v1Name, 1024), edsCluster(v2Name, 1024),
+		withWorkload(cla(v1Name, v1), "v1"), withWorkload(cla(v2Name, v2), "v2"), rc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return wrt.NewHolder(s)
+}
+
+// withWorkload gives every endpoint the workload metadata weftd sends for
+// the reviews-<version> WorkloadEntry (app=reviews, version=<version>).
+func withWorkload(c *endpointv3.ClusterLoadAssignment, version string) *endpointv3.ClusterLoadAssignment {
+	md := &structpb.Struct{Fields: map[string]*structpb.Value{
+		"workload": structpb.NewStringValue("reviews-" + version + ";default;reviews;" + version + ";"),
+		"app":      structpb.NewStringValue("reviews"),
+		"version":  structpb.NewStringValue(version),
+	}}
+	for _, l := range c.Endpoints {
+		for _, e := range l.LbEndpoints {
+			e.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": md}}
+		}
+	}
+	return c
 }
 
 type portSource struct{}
@@ -222,8 +240,8 @@ func TestRoute(t *testing.T) {
 			}
 		})
 	}
+	got := map[string]int{}
 	t.Run("weighted 80/20", func(t *testing.T) {
-		got := map[string]int{}
 		for i := 0; i < 1000; i++ {
 			_, body := do("/w")
 			v := strings.Fields(body)[0]
@@ -234,6 +252,35 @@ func TestRoute(t *testing.T) {
 		}
 		if got["v2"] < 140 || got["v2"] > 260 {
 			t.Fatalf("split %v", got)
+		}
+	})
+	// The source reporter labels each answer with the workload of the
+	// endpoint that gave it (EDS metadata): the v2 subset's requests (the
+	// header match and the weighted share) are destination_version="v2".
+	t.Run("destination workload labels", func(t *testing.T) {
+		for _, v := range []string{"v1", "v2"} {
+			var n float64
+			for _, l := range outboundSeries(t, m) {
+				if l.labels["destination_version"] == v {
+					n += l.value
+					for k, want := range map[string]string{
+						"destination_workload": "reviews-" + v, "destination_app": "reviews",
+						"destination_canonical_service": "reviews", "destination_canonical_revision": v,
+						"destination_workload_namespace": "default", "source_workload": "productpage-v1",
+						"destination_service_name": "reviews", "response_code": "200",
+					} {
+						if l.labels[k] != want {
+							t.Errorf("%s series: %s = %q, want %q", v, k, l.labels[k], want)
+						}
+					}
+				}
+			}
+			// Plus one each: the header match (v2) and the rewrite (v1);
+			// the fault abort never reached an endpoint.
+			want := got[v] + 1
+			if int(n) != want {
+				t.Errorf("destination_version=%q requests = %v, want %d", v, n, want)
+			}
 		}
 	})
 	t.Run("unknown host", func(t *testing.T) {
@@ -249,6 +296,36 @@ func TestRoute(t *testing.T) {
 			t.Fatalf("got %d %q", resp.StatusCode, resp.Header.Get("X-Weft-Reason"))
 		}
 	})
+}
+
+type labeled struct {
+	labels map[string]string
+	value  float64
+}
+
+// outboundSeries returns the source reporter's istio_requests_total series.
+func outboundSeries(t *testing.T, m *telemetry.Metrics) []labeled {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []labeled
+	for _, mf := range mfs {
+		if mf.GetName() != "istio_requests_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			l := labeled{labels: map[string]string{}, value: mt.GetCounter().GetValue()}
+			for _, lp := range mt.GetLabel() {
+				l.labels[lp.GetName()] = lp.GetValue()
+			}
+			if l.labels["reporter"] == "source" {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
 }
 
 func TestNoHealthyUpstreamAndOverflow(t *testing.T) {

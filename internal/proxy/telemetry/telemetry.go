@@ -3,10 +3,19 @@
 // istio_response_bytes and the istio_tcp_* family) for weft-proxy, with
 // Istio's label names so existing dashboards work unchanged.
 //
+// The label set is Istio's full standard set (see baseLabels). The proxy's
+// own side comes from its Identity (workload, namespace, labels, SPIFFE ID);
+// the peer side from what the proxy knows without a metadata-exchange
+// protocol: for a source reporter the chosen endpoint's EDS metadata
+// (Dest.Upstream) and the server's verified SPIFFE ID (Dest.Peer); for a
+// destination reporter only the caller's verified SPIFFE ID.
+//
 // The hot path does not allocate: label tuples are resolved once per
-// (reporter, cluster) into a Dest, and a Dest caches the bound child metrics
-// per response code. Only unusual outcomes (response flags other than "-",
-// codes outside 100..599) take the allocating WithLabelValues path.
+// (reporter, cluster) into a Dest, variants per upstream workload and peer
+// principal are cached on it, and a Dest caches the bound child metrics per
+// response code (and gRPC status). Only unusual outcomes (response flags
+// other than "-", codes outside 100..599, gRPC statuses with a non-200
+// HTTP code) take the allocating WithLabelValues path.
 package telemetry
 
 import (
@@ -19,7 +28,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/weftmesh/weft/internal/ca/spiffe"
+	"github.com/weftmesh/weft/internal/workloadmeta"
 )
+
+const unknown = workloadmeta.Unknown
 
 // Reporter says which side of a request the proxy saw.
 type Reporter uint8
@@ -45,6 +59,12 @@ type Identity struct {
 	// the source_principal (outbound) or destination_principal (inbound)
 	// of traffic secured by mesh mTLS.
 	Principal string
+	// Labels are the workload's labels (the node's LABELS): they give the
+	// app, version, canonical service and canonical revision labels of the
+	// proxy's own side (see workloadmeta.FromLabels).
+	Labels map[string]string
+	// Cluster is the mesh cluster id of the proxy's side ("": "unknown").
+	Cluster string
 }
 
 // Flag is an Envoy response flag (the response_flags label).
@@ -79,33 +99,59 @@ var (
 	sizeBuckets     = []float64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000}
 )
 
-var httpLabels = []string{
-	"reporter", "source_workload", "source_workload_namespace",
-	"destination_service", "destination_service_name", "destination_service_namespace",
-	"destination_workload", "destination_workload_namespace", "source_principal", "destination_principal",
-	"response_code", "request_protocol", "response_flags", "connection_security_policy",
+// Istio's standard label set, in Istio's order. baseLabels are the
+// per-destination labels a Dest resolves once; the outcome labels follow.
+var baseLabels = []string{
+	"reporter",
+	"source_workload", "source_canonical_service", "source_canonical_revision", "source_workload_namespace",
+	"source_principal", "source_app", "source_version", "source_cluster",
+	"destination_workload", "destination_workload_namespace", "destination_principal",
+	"destination_app", "destination_version", "destination_service",
+	"destination_canonical_service", "destination_canonical_revision",
+	"destination_service_name", "destination_service_namespace", "destination_cluster",
 }
 
-var tcpLabels = []string{
-	"reporter", "source_workload", "source_workload_namespace",
-	"destination_service", "destination_service_name", "destination_service_namespace",
-	"destination_workload", "destination_workload_namespace", "source_principal", "destination_principal",
-	"request_protocol", "response_flags", "connection_security_policy",
-}
-
-// Indexes into Dest.base of the labels Dest.Peer sets.
+// Indexes into baseLabels (and Dest.base).
 const (
-	labelSourcePrincipal      = 8
-	labelDestinationPrincipal = 9
+	lReporter = iota
+	lSrcWorkload
+	lSrcCanonicalService
+	lSrcCanonicalRevision
+	lSrcNamespace
+	lSrcPrincipal
+	lSrcApp
+	lSrcVersion
+	lSrcCluster
+	lDstWorkload
+	lDstNamespace
+	lDstPrincipal
+	lDstApp
+	lDstVersion
+	lDstService
+	lDstCanonicalService
+	lDstCanonicalRevision
+	lDstServiceName
+	lDstServiceNamespace
+	lDstCluster
+	numBase
 )
 
-// maxPeers bounds the per-destination principal variants (label cardinality).
+var (
+	// HTTP: request_protocol, response_code, grpc_response_status, response_flags, connection_security_policy.
+	httpLabels = append(append([]string{}, baseLabels...), "request_protocol", "response_code", "grpc_response_status", "response_flags", "connection_security_policy")
+	// TCP: Istio's TCP metrics have no response code or gRPC status.
+	tcpLabels = append(append([]string{}, baseLabels...), "request_protocol", "response_flags", "connection_security_policy")
+)
+
+// maxPeers bounds the per-destination principal variants and, separately,
+// the per-destination upstream workload variants (label cardinality).
 const maxPeers = 256
 
 // Metrics owns the proxy's Prometheus registry and the Istio metric families.
 type Metrics struct {
-	reg  *prometheus.Registry
-	self Identity
+	reg       *prometheus.Registry
+	self      workloadmeta.Workload
+	principal string // self's SPIFFE ID, "unknown" without one
 
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
@@ -123,13 +169,14 @@ type Metrics struct {
 // New creates the metric families in a fresh registry (with Go and process
 // collectors, like Envoy's server stats).
 func New(self Identity) *Metrics {
-	if self.Workload == "" {
-		self.Workload = "unknown"
+	m := &Metrics{
+		reg:       prometheus.NewRegistry(),
+		self:      workloadmeta.FromLabels(self.Workload, self.Namespace, self.Labels, self.Cluster),
+		principal: self.Principal,
 	}
-	if self.Namespace == "" {
-		self.Namespace = "unknown"
+	if m.principal == "" {
+		m.principal = unknown
 	}
-	m := &Metrics{reg: prometheus.NewRegistry(), self: self}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_requests_total", Help: "Requests handled by the proxy."}, httpLabels)
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "istio_request_duration_milliseconds", Help: "Request duration.", Buckets: durationBuckets}, httpLabels)
 	m.reqBytes = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "istio_request_bytes", Help: "Request body sizes.", Buckets: sizeBuckets}, httpLabels)
@@ -199,20 +246,42 @@ func ServiceOf(cluster string) (host, name, namespace string) {
 }
 
 func (m *Metrics) newDest(r Reporter, cluster string) *Dest {
-	host, name, ns := ServiceOf(cluster)
-	srcW, srcNS, dstW, dstNS, policy := m.self.Workload, m.self.Namespace, "unknown", "unknown", "unknown"
-	if r == Destination {
-		// Without peer metadata exchange the caller's workload is unknown;
-		// a plaintext connection has no policy ("none"), Dest.Peer gives
-		// the mTLS variant.
-		srcW, srcNS, dstW, dstNS, policy = "unknown", "unknown", m.self.Workload, m.self.Namespace, "none"
+	base := make([]string, numBase)
+	for i := range base {
+		base[i] = unknown
 	}
-	return m.destFor(r, []string{r.String(), srcW, srcNS, host, name, ns, dstW, dstNS, "unknown", "unknown"}, policy)
+	base[lReporter] = r.String()
+	base[lDstService], base[lDstServiceName], base[lDstServiceNamespace] = ServiceOf(cluster)
+	policy := unknown // Istio's source reporter does not know the server's policy
+	if r == Source {
+		setSource(base, m.self)
+	} else {
+		// The caller is known only by its principal (Dest.Peer); a
+		// plaintext connection has no policy ("none"), Peer gives the
+		// mTLS variant.
+		setDestination(base, m.self)
+		policy = "none"
+	}
+	return m.destFor(r, base, policy)
+}
+
+func setSource(base []string, w workloadmeta.Workload) {
+	base[lSrcWorkload], base[lSrcNamespace] = w.Name, w.Namespace
+	base[lSrcApp], base[lSrcVersion] = w.App, w.Version
+	base[lSrcCanonicalService], base[lSrcCanonicalRevision] = w.CanonicalService, w.CanonicalRevision
+	base[lSrcCluster] = w.Cluster
+}
+
+func setDestination(base []string, w workloadmeta.Workload) {
+	base[lDstWorkload], base[lDstNamespace] = w.Name, w.Namespace
+	base[lDstApp], base[lDstVersion] = w.App, w.Version
+	base[lDstCanonicalService], base[lDstCanonicalRevision] = w.CanonicalService, w.CanonicalRevision
+	base[lDstCluster] = w.Cluster
 }
 
 func (m *Metrics) destFor(r Reporter, base []string, policy string) *Dest {
 	d := &Dest{m: m, r: r, base: base, policy: policy}
-	tcp := append(append([]string{}, d.base...), "tcp", "-", policy)
+	tcp := append(append(make([]string, 0, len(tcpLabels)), d.base...), "tcp", "-", policy)
 	d.tcpSent = m.tcpSent.WithLabelValues(tcp...)
 	d.tcpRecv = m.tcpRecv.WithLabelValues(tcp...)
 	d.tcpOpen = m.tcpOpen.WithLabelValues(tcp...)
@@ -226,33 +295,31 @@ type Dest struct {
 	r      Reporter
 	base   []string
 	policy string
-	codes  [500]atomic.Pointer[codeStats] // index: code-100, flag "-", protocol http
+	codes  [500]atomic.Pointer[codeStats]          // index: code-100, flag "-", protocol http
+	grpc   [grpcStatuses]atomic.Pointer[codeStats] // HTTP 200, flag "-", protocol grpc
 
 	tcpSent, tcpRecv, tcpOpen, tcpClose prometheus.Counter
 
-	peers atomic.Pointer[map[string]*Dest] // Peer variants, copy-on-write
+	peers     atomic.Pointer[map[string]*Dest] // Peer variants, copy-on-write
+	upstreams atomic.Pointer[map[string]*Dest] // Upstream variants, copy-on-write
 }
 
-// Peer returns the label tuple of traffic to d's destination over mesh mTLS
-// with a peer whose verified SPIFFE ID is peer, as Istio labels it: a
-// destination reporter sets source_principal to the caller and
-// connection_security_policy to mutual_tls; a source reporter sets
-// destination_principal to the server. The proxy's own identity fills the
-// other principal. It does not allocate once the variant exists.
-func (d *Dest) Peer(peer string) *Dest {
-	if d == nil || peer == "" {
-		return d
-	}
-	if m := d.peers.Load(); m != nil {
-		if v := (*m)[peer]; v != nil {
+// grpcStatuses is the number of gRPC status codes (OK..UNAUTHENTICATED).
+const grpcStatuses = 17
+
+// variant returns (*m)[key] of a copy-on-write variant map, or builds it
+// with mk under the Metrics lock. Past maxPeers variants it returns d.
+func (d *Dest) variant(p *atomic.Pointer[map[string]*Dest], key string, mk func() *Dest) *Dest {
+	if m := p.Load(); m != nil {
+		if v := (*m)[key]; v != nil {
 			return v
 		}
 	}
 	d.m.mu.Lock()
 	defer d.m.mu.Unlock()
 	cur := map[string]*Dest{}
-	if m := d.peers.Load(); m != nil {
-		if v := (*m)[peer]; v != nil {
+	if m := p.Load(); m != nil {
+		if v := (*m)[key]; v != nil {
 			return v
 		}
 		if len(*m) >= maxPeers {
@@ -260,25 +327,66 @@ func (d *Dest) Peer(peer string) *Dest {
 		}
 		cur = *m
 	}
-	self := d.m.self.Principal
-	if self == "" {
-		self = "unknown"
-	}
-	base := append([]string{}, d.base...)
-	policy := d.policy
-	if d.r == Destination {
-		base[labelSourcePrincipal], base[labelDestinationPrincipal], policy = peer, self, "mutual_tls"
-	} else {
-		base[labelSourcePrincipal], base[labelDestinationPrincipal] = self, peer
-	}
-	v := d.m.destFor(d.r, base, policy)
+	v := mk()
 	next := make(map[string]*Dest, len(cur)+1)
 	for k, x := range cur {
 		next[k] = x
 	}
-	next[peer] = v
-	d.peers.Store(&next)
+	next[key] = v
+	p.Store(&next)
 	return v
+}
+
+// Peer returns the label tuple of traffic to d's destination over mesh mTLS
+// with a peer whose verified SPIFFE ID is peer, as Istio labels it: a
+// destination reporter sets source_principal to the caller (and
+// source_workload_namespace to the ID's namespace) and
+// connection_security_policy to mutual_tls; a source reporter sets
+// destination_principal to the server (and destination_workload_namespace
+// when no endpoint metadata named it). The proxy's own identity fills the
+// other principal. It does not allocate once the variant exists.
+func (d *Dest) Peer(peer string) *Dest {
+	if d == nil || peer == "" {
+		return d
+	}
+	return d.variant(&d.peers, peer, func() *Dest {
+		base := append([]string{}, d.base...)
+		policy := d.policy
+		ns := unknown
+		if id, err := spiffe.Parse(peer); err == nil {
+			ns = id.Namespace
+		}
+		if d.r == Destination {
+			base[lSrcPrincipal], base[lDstPrincipal], policy = peer, d.m.principal, "mutual_tls"
+			base[lSrcNamespace] = ns
+		} else {
+			base[lSrcPrincipal], base[lDstPrincipal] = d.m.principal, peer
+			if base[lDstNamespace] == unknown {
+				base[lDstNamespace] = ns
+			}
+		}
+		return d.m.destFor(d.r, base, policy)
+	})
+}
+
+// Upstream returns the label tuple of outbound traffic that went to an
+// endpoint of workload w (from the endpoint's EDS metadata, the way
+// Istio's metadata exchange would tell it): destination_workload,
+// destination_workload_namespace, destination_app, destination_version,
+// destination_canonical_service, destination_canonical_revision and
+// destination_cluster. key identifies w's values (variants are cached by
+// key; callers pass a stable string such as the raw metadata). A
+// destination reporter, a nil d or w return d. It does not allocate once
+// the variant exists.
+func (d *Dest) Upstream(key string, w *workloadmeta.Workload) *Dest {
+	if d == nil || w == nil || d.r != Source {
+		return d
+	}
+	return d.variant(&d.upstreams, key, func() *Dest {
+		base := append([]string{}, d.base...)
+		setDestination(base, *w)
+		return d.m.destFor(d.r, base, d.policy)
+	})
 }
 
 type codeStats struct {
@@ -286,31 +394,77 @@ type codeStats struct {
 	duration, req, resp prometheus.Observer
 }
 
-func (d *Dest) stats(code int, flag Flag) *codeStats {
-	if flag == FlagNone && code >= 100 && code < 600 {
-		if cs := d.codes[code-100].Load(); cs != nil {
+func (d *Dest) stats(code, grpcStatus int, flag Flag) *codeStats {
+	var slot *atomic.Pointer[codeStats]
+	switch {
+	case flag != FlagNone:
+	case grpcStatus < 0 && code >= 100 && code < 600:
+		slot = &d.codes[code-100]
+	case grpcStatus >= 0 && grpcStatus < grpcStatuses && code == 200:
+		slot = &d.grpc[grpcStatus]
+	}
+	if slot != nil {
+		if cs := slot.Load(); cs != nil {
 			return cs
 		}
 	}
-	labels := append(append(make([]string, 0, len(httpLabels)), d.base...), strconv.Itoa(code), "http", flag.String(), d.policy)
+	proto, gs := "http", ""
+	if grpcStatus >= 0 {
+		proto, gs = "grpc", strconv.Itoa(grpcStatus)
+	}
+	labels := append(append(make([]string, 0, len(httpLabels)), d.base...), proto, strconv.Itoa(code), gs, flag.String(), d.policy)
 	cs := &codeStats{
 		requests: d.m.requests.WithLabelValues(labels...),
 		duration: d.m.duration.WithLabelValues(labels...),
 		req:      d.m.reqBytes.WithLabelValues(labels...),
 		resp:     d.m.respBytes.WithLabelValues(labels...),
 	}
-	if flag == FlagNone && code >= 100 && code < 600 {
-		d.codes[code-100].Store(cs)
+	if slot != nil {
+		slot.Store(cs)
 	}
 	return cs
 }
 
-// Request records one HTTP exchange.
+// Request records one HTTP exchange (request_protocol "http",
+// grpc_response_status "").
 func (d *Dest) Request(code int, flag Flag, dur time.Duration, bytesIn, bytesOut int64) {
+	d.record(code, -1, flag, dur, bytesIn, bytesOut)
+}
+
+// GRPC records one gRPC exchange: request_protocol "grpc" and
+// grpc_response_status the status sent to the client. grpcStatus < 0 (no
+// grpc-status, e.g. a reset stream) is derived from the HTTP status as
+// Envoy does (GRPCFromHTTP).
+func (d *Dest) GRPC(code, grpcStatus int, flag Flag, dur time.Duration, bytesIn, bytesOut int64) {
+	if grpcStatus < 0 {
+		grpcStatus = GRPCFromHTTP(code)
+	}
+	d.record(code, grpcStatus, flag, dur, bytesIn, bytesOut)
+}
+
+// GRPCFromHTTP maps an HTTP status to a gRPC status the way Envoy
+// (Grpc::Utility::httpToGrpcStatus) and the gRPC spec do.
+func GRPCFromHTTP(code int) int {
+	switch code {
+	case 400:
+		return 13 // INTERNAL
+	case 401:
+		return 16 // UNAUTHENTICATED
+	case 403:
+		return 7 // PERMISSION_DENIED
+	case 404:
+		return 12 // UNIMPLEMENTED
+	case 429, 502, 503, 504:
+		return 14 // UNAVAILABLE
+	}
+	return 2 // UNKNOWN
+}
+
+func (d *Dest) record(code, grpcStatus int, flag Flag, dur time.Duration, bytesIn, bytesOut int64) {
 	if d == nil {
 		return
 	}
-	cs := d.stats(code, flag)
+	cs := d.stats(code, grpcStatus, flag)
 	cs.requests.Inc()
 	cs.duration.Observe(float64(dur) / float64(time.Millisecond))
 	cs.req.Observe(float64(bytesIn))

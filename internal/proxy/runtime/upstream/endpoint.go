@@ -9,6 +9,9 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/weftmesh/weft/internal/workloadmeta"
 )
 
 // Endpoint is one upstream host of a cluster.
@@ -25,6 +28,13 @@ type Endpoint struct {
 	// TLS is the transport to this endpoint, picked from the cluster's
 	// transport_socket_matches by the endpoint's metadata (nil: plaintext).
 	TLS *UpstreamTLS
+	// Workload is the workload behind the endpoint, from its
+	// filter_metadata["istio"] (workloadmeta's "workload" string plus app
+	// and version), nil when weftd sent none. WorkloadKey is that metadata
+	// verbatim: equal across EDS updates for the same workload, so
+	// telemetry can cache label tuples by it.
+	Workload    *workloadmeta.Workload
+	WorkloadKey string
 
 	active atomic.Int64
 	od     *outlierState // shared with the same address in later EDS versions
@@ -210,6 +220,7 @@ func endpointFrom(lb *endpointv3.LbEndpoint) (*Endpoint, error) {
 	if w := lb.GetLoadBalancingWeight(); w != nil && w.GetValue() > 0 {
 		out.Weight = w.GetValue()
 	}
+	out.Workload, out.WorkloadKey = workloadOf(lb.GetMetadata().GetFilterMetadata()[workloadmeta.FilterNamespace])
 	if ip, err := netip.ParseAddr(sa.GetAddress()); err == nil {
 		out.Address = netip.AddrPortFrom(ip.Unmap(), uint16(out.Port))
 		out.Addr = out.Address.String()
@@ -221,6 +232,28 @@ func endpointFrom(lb *endpointv3.LbEndpoint) (*Endpoint, error) {
 		out.Addr = sa.GetAddress() + ":" + strconv.FormatUint(uint64(out.Port), 10)
 	}
 	return out, nil
+}
+
+// workloadOf reads the workload weftd describes in an endpoint's
+// filter_metadata["istio"]. Metadata that is not weftd's (or Istio's) form is
+// ignored rather than rejected: it only labels telemetry.
+func workloadOf(md *structpb.Struct) (*workloadmeta.Workload, string) {
+	f := md.GetFields()
+	raw := f[workloadmeta.KeyWorkload].GetStringValue()
+	app, version := f[workloadmeta.KeyApp].GetStringValue(), f[workloadmeta.KeyVersion].GetStringValue()
+	if raw == "" && app == "" && version == "" {
+		return nil, ""
+	}
+	if raw == "" {
+		// Only app/version labels (an endpoint without a WorkloadEntry):
+		// the canonical pair follows from them by Istio's rule.
+		raw = ";;" + app + ";" + version + ";"
+	}
+	w, ok := workloadmeta.Parse(raw, app, version)
+	if !ok {
+		return nil, ""
+	}
+	return &w, raw + "|" + app + "|" + version
 }
 
 // priorityLoad distributes 100% of traffic over priority levels the way Envoy
