@@ -83,6 +83,11 @@ type Config struct {
 	UpstreamDial func(ctx context.Context, network, addr, tlsKey string) (net.Conn, error)
 	// UpstreamPeer is router.Config.UpstreamPeer (outbound telemetry).
 	UpstreamPeer func(addr, tlsKey string) string
+	// ListenerFiltersTimeout bounds how long the tls_inspector and
+	// http_inspector wait for a client's first bytes before the connection
+	// is matched without them (Envoy's listener_filters_timeout with
+	// continue_on_listener_filters_timeout) [5s].
+	ListenerFiltersTimeout time.Duration
 }
 
 // Manager owns the proxy's listening sockets and the servers behind them.
@@ -362,7 +367,10 @@ func (m *Manager) serveCaptured(name string, c net.Conn) {
 	switch {
 	case fc.HTTP != nil && (fc.HTTP.RouteTable != nil || inbound || fc.HTTP.HasAuth()):
 		lname := l.Name
-		key := "chain|" + lname + "|" + dst.String()
+		// One server per chain: its chainSource re-resolves the chain
+		// from ci, which must stand for this chain (mTLS, plaintext and
+		// sniffed HTTP chains of one port differ).
+		key := "chain|" + lname + "|" + dst.String() + "|" + fc.Name
 		m.serveHTTP(c, key, rep, func() router.TableSource {
 			return &chainSource{listener: lname, ci: ci, orig: dst.String()}
 		})
