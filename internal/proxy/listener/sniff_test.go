@@ -380,3 +380,8 @@ func TestInboundSniffing(t *testing.T) {
 		})
 	}
 }
+
+func tcpProxyFilterStat(t *testing.T, cluster, stat string) *listenerv3.Filter {
+	return &listenerv3.Filter{Name: runtime.FilterTCPProxy, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t,
+		&tcpv3.TcpProxy{StatPrefix: stat, ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: cluster}})}}
+}

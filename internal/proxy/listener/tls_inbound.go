@@ -476,18 +476,22 @@ func (m *Manager) serveExplicitInbound(c net.Conn) {
 		c.Close()
 		return
 	}
+	cc := m.trackChain(l, fc)
+	defer m.untrackChain(cc)
 	switch {
 	case fc.HTTP != nil:
 		key := "explicit-inbound|" + dst.String() + "|" + fc.Name
 		m.serveHTTP(c, key, telemetry.Destination, func() router.TableSource {
 			return &chainSource{listener: l.Name, ci: ci}
-		})
+		}, cc)
 	case fc.TCP != nil:
 		if !m.tcpAllowed(c, fc, dst) {
 			c.Close()
 			return
 		}
-		m.forwardTCP(c, snap, fc.TCP.PickCluster(rand.Uint32()), fc.TCP.IdleTimeout, "", telemetry.Destination)
+		m.forwardChainTCP(c, cc, func() {
+			m.forwardTCP(c, snap, fc.TCP.PickCluster(rand.Uint32()), fc.TCP.IdleTimeout, "", telemetry.Destination)
+		})
 	default:
 		c.Close()
 	}
