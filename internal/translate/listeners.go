@@ -13,6 +13,7 @@ import (
 	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -399,7 +400,8 @@ func (g *routeGen) virtualInboundListener() *listenerv3.Listener {
 		Name:    "virtualInbound-passthrough",
 		Filters: append(az.networkFilters(false), tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)),
 	}
-	inspectTLS, inspectHTTP := false, false
+	inspectTLS := false
+	var sniffedPorts []uint32
 	for _, ip := range g.inboundPorts() {
 		cluster := ClusterName(Inbound, ip.servicePort.Number, "", ip.svc.Hostname)
 		statPrefix := fmt.Sprintf("inbound_0.0.0.0_%d", ip.targetPort)
@@ -416,7 +418,7 @@ func (g *routeGen) virtualInboundListener() *listenerv3.Listener {
 		switch proto := ip.servicePort.Protocol; {
 		case sniffed(proto):
 			chains = sniffedInboundChains(mode, cluster, ip.targetPort, g.in.Model.Mesh.TrustDomain, httpFilters, tcpFilters)
-			inspectHTTP = true
+			sniffedPorts = append(sniffedPorts, ip.targetPort)
 			// STRICT needs the ClientHello's ALPN too: mesh clients that
 			// announce HTTP (istio-http/1.1, ...) get the HCM chain.
 			inspectTLS = inspectTLS || mode != MTLSDisable
@@ -436,12 +438,33 @@ func (g *routeGen) virtualInboundListener() *listenerv3.Listener {
 			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: packTyped(&tlsinspectorv3.TlsInspector{})},
 		})
 	}
-	if inspectHTTP {
+	if len(sniffedPorts) > 0 {
 		// Sniffed ports tell plaintext HTTP apart from other TCP; Envoy
-		// runs it after the tls_inspector (it skips TLS connections).
-		l.ListenerFilters = append(l.ListenerFilters, httpInspectorFilter())
+		// runs it after the tls_inspector (it skips TLS connections). It
+		// is disabled for other ports, as in Istio: a server-first
+		// protocol there must not wait for it.
+		hi := httpInspectorFilter()
+		hi.FilterDisabled = &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_NotMatch{
+			NotMatch: destinationPortsPredicate(sniffedPorts)}}
+		l.ListenerFilters = append(l.ListenerFilters, hi)
 	}
 	return l
+}
+
+// destinationPortsPredicate matches connections to one of ports.
+func destinationPortsPredicate(ports []uint32) *listenerv3.ListenerFilterChainMatchPredicate {
+	one := func(p uint32) *listenerv3.ListenerFilterChainMatchPredicate {
+		return &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_DestinationPortRange{
+			DestinationPortRange: &typev3.Int32Range{Start: int32(p), End: int32(p) + 1}}}
+	}
+	if len(ports) == 1 {
+		return one(ports[0])
+	}
+	set := &listenerv3.ListenerFilterChainMatchPredicate_MatchSet{}
+	for _, p := range ports {
+		set.Rules = append(set.Rules, one(p))
+	}
+	return &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_OrMatch{OrMatch: set}}
 }
 
 // inboundRouteConfig routes everything arriving on an inbound HTTP port to

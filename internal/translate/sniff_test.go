@@ -214,6 +214,13 @@ func TestSniffedInbound(t *testing.T) {
 			if !slices.Equal(lf, wantLF) {
 				t.Errorf("listener filters = %v, want %v", lf, wantLF)
 			}
+			// Istio's filter_disabled: the http_inspector runs only for
+			// sniffed ports (9080 is declared HTTP here).
+			hi := vi.GetListenerFilters()[len(vi.GetListenerFilters())-1]
+			r := hi.GetFilterDisabled().GetNotMatch().GetDestinationPortRange()
+			if r.GetStart() != 17000 || r.GetEnd() != 17001 {
+				t.Errorf("http_inspector filter_disabled = %v, want not(port 17000)", hi.GetFilterDisabled())
+			}
 			n := 0
 			for _, fc := range vi.GetFilterChains() {
 				if fc.GetFilterChainMatch().GetDestinationPort().GetValue() == 17000 {

@@ -24,6 +24,30 @@ const (
 // Istio client would have announced for it (Istio's ALPN override).
 var meshHTTPALPN = map[string]string{protoHTTP10: "istio-http/1.0", protoHTTP11: "istio-http/1.1", protoH2C: "istio-h2"}
 
+// The application protocols a sniff can yield, as ConnInfo.ALPN lists:
+// on plaintext connections, and inside mesh mTLS (meshHTTPALPN's values).
+var (
+	plaintextHTTPALPNs = [][]string{{protoHTTP11}, {protoHTTP10}, {protoH2C}}
+	meshHTTPALPNs      = [][]string{{"istio-http/1.1"}, {"istio-http/1.0"}, {"istio-h2"}}
+)
+
+// protocolMatters reports whether sniffing ci could change its chain: one
+// of alpns selects another chain than ci does. Only then is a connection
+// sniffed, so a server-first protocol on a port with a declared protocol
+// never waits for the inspector because another port of the listener is
+// sniffed (Istio disables the inspector for such ports with
+// filter_disabled, which weft-proxy does not read).
+func protocolMatters(l *runtime.Listener, ci runtime.ConnInfo, alpns [][]string) bool {
+	base := l.FilterChainFor(ci)
+	for _, a := range alpns {
+		ci.ALPN = a
+		if l.FilterChainFor(ci) != base {
+			return true
+		}
+	}
+	return false
+}
+
 // maxSniff bounds how many bytes the inspector reads looking for the end of
 // a request line; a longer line is not taken for HTTP.
 const maxSniff = maxClientHello

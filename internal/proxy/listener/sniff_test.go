@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,8 +261,9 @@ func rawRequest(c net.Conn, req string) (string, error) {
 // sniffedInbound is virtualInbound for one port without a declared
 // protocol in PERMISSIVE mode, as translate generates it: HTTP chains (mesh
 // mTLS announcing istio-http/*, plaintext http/1.x) to the app, TCP chains
-// to a greeter, so a test can tell which chain served a connection.
-func sniffedInbound(t *testing.T, port, appPort, tcpPort uint32) *runtime.Snapshot {
+// to a greeter, so a test can tell which chain served a connection. Port
+// declaredTCP is a plain TCP port (protocol declared) to the greeter too.
+func sniffedInbound(t *testing.T, port, declaredTCP, appPort, tcpPort uint32) *runtime.Snapshot {
 	t.Helper()
 	const app, raw = "inbound|7000||legacy", "inbound|7000||legacy-tcp"
 	ads := &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}
@@ -301,6 +303,7 @@ func sniffedInbound(t *testing.T, port, appPort, tcpPort uint32) *runtime.Snapsh
 			chain("|tls", "tls", nil, tcpF(), nil),
 			chain("|http", "", []string{"http/1.0", "http/1.1", "h2c"}, httpF(), nil),
 			chain("", "", nil, tcpF(), nil),
+			{Name: "declared-tcp", FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(declaredTCP)}, Filters: tcpF()},
 		},
 	}
 	s, err := runtime.Build(nil, staticCluster(app, appPort), staticCluster(raw, tcpPort), vi)
@@ -320,7 +323,7 @@ func TestInboundSniffing(t *testing.T) {
 	client := ca.issue(t, "spiffe://cluster.local/ns/default/sa/reviews")
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
-	s := sniffedInbound(t, 7000, startVersionApp(t, "app"), startGreeter(t))
+	s := sniffedInbound(t, 7000, 7001, startVersionApp(t, "app"), startGreeter(t))
 	m := New(Config{Holder: runtime.NewHolder(s), Mode: Transparent, BindAddr: netip.MustParseAddr("127.0.0.1"),
 		PortOverrides: map[uint16]uint16{15006: 0}, ListenerFiltersTimeout: 2 * time.Second,
 		InboundTLS: &InboundTLS{
@@ -328,7 +331,10 @@ func TestInboundSniffing(t *testing.T) {
 			Roots:          func() *x509.CertPool { return roots },
 			TrustDomain:    "cluster.local",
 		}})
-	m.origDst = func(net.Conn) (netip.AddrPort, error) { return netip.MustParseAddrPort("10.0.0.5:7000"), nil }
+	var dst atomic.Pointer[netip.AddrPort]
+	setDst := func(s string) { a := netip.MustParseAddrPort(s); dst.Store(&a) }
+	setDst("10.0.0.5:7000")
+	m.origDst = func(net.Conn) (netip.AddrPort, error) { return *dst.Load(), nil }
 	t.Cleanup(func() { m.Shutdown(t.Context()) })
 	if err := m.Update(s); err != nil {
 		t.Fatal(err)
@@ -379,6 +385,22 @@ func TestInboundSniffing(t *testing.T) {
 			}
 		})
 	}
+
+	// A server-first protocol on a port with a declared protocol is not
+	// held by the inspector that another port of the listener needs.
+	t.Run("declared TCP port", func(t *testing.T) {
+		setDst("10.0.0.5:7001")
+		c := dial()
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		start := time.Now()
+		if l, err := bufio.NewReader(c).ReadString('\n'); err != nil || l != "220 ready\r\n" {
+			t.Fatalf("greeting: %q %v", l, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("greeting after %v: the inspector waited on a port that is not sniffed", d)
+		}
+	})
 }
 
 func tcpProxyFilterStat(t *testing.T, cluster, stat string) *listenerv3.Filter {

@@ -159,7 +159,7 @@ func (c *PeerConn) ConnectionSecurityPolicy() string { return "mutual_tls" }
 // matched, provided that chain terminates TLS with the same context.
 func (m *Manager) selectChain(c net.Conn, l *runtime.Listener, ci runtime.ConnInfo) (net.Conn, runtime.ConnInfo, *runtime.FilterChain) {
 	deadline := time.Now().Add(m.inspectTimeout())
-	if hasTLSChain(l) && slices.Contains(l.ListenerFilters, runtime.FilterTLSInspector) {
+	if hasTLSChain(l) && slices.Contains(l.ListenerFilters, runtime.FilterTLSInspector) && tlsMatters(l, ci) {
 		var ok bool
 		if c, ci, ok = inspectTLS(c, ci, deadline); !ok {
 			c.Close()
@@ -167,7 +167,7 @@ func (m *Manager) selectChain(c net.Conn, l *runtime.Listener, ci runtime.ConnIn
 		}
 	}
 	sniff := slices.Contains(l.ListenerFilters, runtime.FilterHTTPInspect)
-	if sniff && ci.TransportProtocol != "tls" {
+	if sniff && ci.TransportProtocol != "tls" && protocolMatters(l, ci, plaintextHTTPALPNs) {
 		var ok bool
 		if c, ci, ok = inspectHTTP(c, ci, deadline); !ok {
 			c.Close()
@@ -184,7 +184,7 @@ func (m *Manager) selectChain(c net.Conn, l *runtime.Listener, ci runtime.ConnIn
 		c.Close()
 		return c, ci, nil
 	}
-	if sniff && fc.HTTP == nil {
+	if sniff && fc.HTTP == nil && protocolMatters(l, ci, meshHTTPALPNs) {
 		if proto := pc.sniffHTTP(time.Now().Add(m.inspectTimeout())); proto != "" {
 			inner := ci
 			inner.ALPN = []string{meshHTTPALPN[proto]}
@@ -211,6 +211,24 @@ func (m *Manager) inspectTimeout() time.Duration {
 		return m.cfg.ListenerFiltersTimeout
 	}
 	return inspectTimeout
+}
+
+// tlsMatters reports whether what the tls_inspector finds can change the
+// chain of a connection to ci's destination port: some chain that may
+// match the port matches on transport protocol, server names or
+// application protocols. A server-first protocol on a port whose chains do
+// not care is then not held for the inspection timeout.
+func tlsMatters(l *runtime.Listener, ci runtime.ConnInfo) bool {
+	for _, fc := range l.FilterChains {
+		m := &fc.Match
+		if m.DestinationPort != 0 && m.DestinationPort != uint32(ci.DstPort) {
+			continue
+		}
+		if m.TransportProtocol != "" || len(m.ServerNames) > 0 || len(m.ApplicationProtocols) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func hasTLSChain(l *runtime.Listener) bool {
