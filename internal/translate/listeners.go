@@ -9,9 +9,11 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -35,7 +37,9 @@ const PassthroughFilterChain = "PassthroughFilterChain"
 //     fetching route table HTTPRouteName(PORT) over ADS;
 //   - "VIP_PORT" per address of every service with a TCP, TLS or other
 //     non-HTTP port, forwarding with tcp_proxy (VirtualService tcp routes
-//     may split it; tls routes select by SNI);
+//     may split it; tls routes select by SNI); on ports without a declared
+//     protocol an http_inspector sends connections detected as HTTP to an
+//     HCM with the port's route table, the rest to tcp_proxy;
 //   - VirtualOutboundListener on 15001 and VirtualInboundListener on 15006.
 //
 // Proxyless gRPC clients get one API listener per target name (see
@@ -172,6 +176,18 @@ func (g *routeGen) tcpChains(svc *model.Service, p model.Port) ([]*listenerv3.Fi
 	vs := g.vsIndex.lookup(svc.Hostname)
 	var chains []*listenerv3.FilterChain
 	var lf []*listenerv3.ListenerFilter
+	if sniffed(p.Protocol) {
+		// Istio's outbound protocol sniffing: HTTP goes through the
+		// port's route table (where the service has its virtual host, so
+		// VirtualService http routes apply), everything else falls to the
+		// TCP default chain below.
+		lf = []*listenerv3.ListenerFilter{httpInspectorFilter()}
+		chains = []*listenerv3.FilterChain{{
+			Name:             statPrefix + "|http",
+			FilterChainMatch: &listenerv3.FilterChainMatch{ApplicationProtocols: plaintextHTTPProtocols},
+			Filters:          []*listenerv3.Filter{hcmNetworkFilter(rdsHCM(statPrefix, HTTPRouteName(p.Number), sidecarHTTPFilters))},
+		}}
+	}
 	if p.Protocol.IsTLS() {
 		lf = []*listenerv3.ListenerFilter{{
 			Name:       wellknown.TlsInspector,
@@ -315,6 +331,17 @@ func (g *routeGen) tcpDestinations(vs *model.VirtualService, tp *tcpproxyv3.TcpP
 	}
 }
 
+// plaintextHTTPProtocols are what the http_inspector reports for a
+// connection that starts with an HTTP/1.x request line or the HTTP/2 preface.
+var plaintextHTTPProtocols = []string{"http/1.0", "http/1.1", "h2c"}
+
+func httpInspectorFilter() *listenerv3.ListenerFilter {
+	return &listenerv3.ListenerFilter{
+		Name:       wellknown.HttpInspector,
+		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: packTyped(&httpinspectorv3.HttpInspector{})},
+	}
+}
+
 func virtualOutboundListener() *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:             VirtualOutboundListener,
@@ -373,31 +400,71 @@ func (g *routeGen) virtualInboundListener() *listenerv3.Listener {
 		Name:    "virtualInbound-passthrough",
 		Filters: append(az.networkFilters(false), tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)),
 	}
-	inspect := false
+	inspectTLS := false
+	var sniffedPorts []uint32
 	for _, ip := range g.inboundPorts() {
 		cluster := ClusterName(Inbound, ip.servicePort.Number, "", ip.svc.Hostname)
 		statPrefix := fmt.Sprintf("inbound_0.0.0.0_%d", ip.targetPort)
-		newFilters := func() []*listenerv3.Filter {
-			if ip.servicePort.Protocol.IsHTTP() {
-				hcm := inlineHCM(statPrefix, inboundRouteConfig(ip.servicePort.Number, cluster), httpFilterSet{})
-				hcm.HttpFilters = append(az.httpFilters(), hcm.HttpFilters...)
-				return []*listenerv3.Filter{hcmNetworkFilter(hcm)}
-			}
+		httpFilters := func() []*listenerv3.Filter {
+			hcm := inlineHCM(statPrefix, inboundRouteConfig(ip.servicePort.Number, cluster), httpFilterSet{})
+			hcm.HttpFilters = append(az.httpFilters(), hcm.HttpFilters...)
+			return []*listenerv3.Filter{hcmNetworkFilter(hcm)}
+		}
+		tcpFilters := func() []*listenerv3.Filter {
 			return append(az.networkFilters(true), tcpProxyFilter(statPrefix, cluster))
 		}
 		mode := EffectiveMTLS(g.in.Model, g.proxy, ip.targetPort)
-		inspect = inspect || mode == MTLSPermissive
-		l.FilterChains = append(l.FilterChains, inboundChains(mode, cluster, ip.targetPort, g.in.Model.Mesh.TrustDomain, newFilters)...)
+		var chains []*listenerv3.FilterChain
+		switch proto := ip.servicePort.Protocol; {
+		case sniffed(proto):
+			chains = sniffedInboundChains(mode, cluster, ip.targetPort, g.in.Model.Mesh.TrustDomain, httpFilters, tcpFilters)
+			sniffedPorts = append(sniffedPorts, ip.targetPort)
+			// STRICT needs the ClientHello's ALPN too: mesh clients that
+			// announce HTTP (istio-http/1.1, ...) get the HCM chain.
+			inspectTLS = inspectTLS || mode != MTLSDisable
+		case proto.IsHTTP():
+			chains = inboundChains(mode, cluster, ip.targetPort, g.in.Model.Mesh.TrustDomain, httpFilters)
+		default:
+			chains = inboundChains(mode, cluster, ip.targetPort, g.in.Model.Mesh.TrustDomain, tcpFilters)
+		}
+		inspectTLS = inspectTLS || mode == MTLSPermissive
+		l.FilterChains = append(l.FilterChains, chains...)
 	}
 	az.report(g.diags)
-	if inspect {
+	if inspectTLS {
 		// PERMISSIVE chains are told apart by transport protocol.
 		l.ListenerFilters = append(l.ListenerFilters, &listenerv3.ListenerFilter{
 			Name:       wellknown.TlsInspector,
 			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: packTyped(&tlsinspectorv3.TlsInspector{})},
 		})
 	}
+	if len(sniffedPorts) > 0 {
+		// Sniffed ports tell plaintext HTTP apart from other TCP; Envoy
+		// runs it after the tls_inspector (it skips TLS connections). It
+		// is disabled for other ports, as in Istio: a server-first
+		// protocol there must not wait for it.
+		hi := httpInspectorFilter()
+		hi.FilterDisabled = &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_NotMatch{
+			NotMatch: destinationPortsPredicate(sniffedPorts)}}
+		l.ListenerFilters = append(l.ListenerFilters, hi)
+	}
 	return l
+}
+
+// destinationPortsPredicate matches connections to one of ports.
+func destinationPortsPredicate(ports []uint32) *listenerv3.ListenerFilterChainMatchPredicate {
+	one := func(p uint32) *listenerv3.ListenerFilterChainMatchPredicate {
+		return &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_DestinationPortRange{
+			DestinationPortRange: &typev3.Int32Range{Start: int32(p), End: int32(p) + 1}}}
+	}
+	if len(ports) == 1 {
+		return one(ports[0])
+	}
+	set := &listenerv3.ListenerFilterChainMatchPredicate_MatchSet{}
+	for _, p := range ports {
+		set.Rules = append(set.Rules, one(p))
+	}
+	return &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_OrMatch{OrMatch: set}}
 }
 
 // inboundRouteConfig routes everything arriving on an inbound HTTP port to

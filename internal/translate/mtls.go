@@ -195,3 +195,56 @@ func inboundChains(mode MTLSMode, name string, port uint32, trustDomain string, 
 	}
 	return []*listenerv3.FilterChain{tls, appTLS, plain}
 }
+
+// meshHTTPALPN is what an Istio client announces in its ClientHello when it
+// carries HTTP inside mesh mTLS (Istio's ALPN override); meshTCPALPN is what
+// it announces otherwise. weft-proxy clients always send meshTCPALPN: on
+// sniffed ports weft-proxy sniffs the decrypted stream and moves HTTP to the
+// chain matching meshHTTPALPN (docs/proxy.md).
+var (
+	meshHTTPALPN = []string{"istio-http/1.0", "istio-http/1.1", "istio-h2"}
+	meshTCPALPN  = []string{"istio-peer-exchange", "istio"}
+)
+
+// sniffedInboundChains are inboundChains for a port whose protocol is not
+// declared (Istio's inbound protocol sniffing): each chain that would carry
+// one terminal filter comes as an HTTP chain, matched by the application
+// protocol the listener's inspectors report, and a TCP chain for the rest.
+//
+//   - PERMISSIVE: mesh mTLS announcing HTTP (HCM), other mesh mTLS (TCP),
+//     the application's own TLS (TCP), plaintext HTTP (HCM), plaintext (TCP);
+//   - STRICT: mesh mTLS announcing HTTP (HCM), then one chain that always
+//     terminates TLS (TCP), so plaintext still fails the handshake;
+//   - DISABLE: plaintext HTTP (HCM), plaintext (TCP).
+func sniffedInboundChains(mode MTLSMode, name string, port uint32, trustDomain string, httpFilters, tcpFilters func() []*listenerv3.Filter) []*listenerv3.FilterChain {
+	chain := func(suffix, transport string, alpn []string, filters []*listenerv3.Filter, mtls bool) *listenerv3.FilterChain {
+		fc := &listenerv3.FilterChain{
+			Name:             name + suffix,
+			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), TransportProtocol: transport, ApplicationProtocols: alpn},
+			Filters:          filters,
+		}
+		if mtls {
+			fc.TransportSocket = inboundMTLSSocket(trustDomain)
+		}
+		return fc
+	}
+	plainHTTP := func() *listenerv3.FilterChain {
+		return chain("|http", "", plaintextHTTPProtocols, httpFilters(), false)
+	}
+	switch mode {
+	case MTLSStrict:
+		return []*listenerv3.FilterChain{
+			chain("|mtls|http", "", meshHTTPALPN, httpFilters(), true),
+			chain("", "", nil, tcpFilters(), true),
+		}
+	case MTLSDisable:
+		return []*listenerv3.FilterChain{plainHTTP(), chain("", "", nil, tcpFilters(), false)}
+	}
+	return []*listenerv3.FilterChain{
+		chain("|mtls|http", TransportProtocolTLS, meshHTTPALPN, httpFilters(), true),
+		chain("|mtls", TransportProtocolTLS, meshTCPALPN, tcpFilters(), true),
+		chain("|tls", TransportProtocolTLS, nil, tcpFilters(), false),
+		plainHTTP(),
+		chain("", "", nil, tcpFilters(), false),
+	}
+}

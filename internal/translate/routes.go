@@ -23,7 +23,8 @@ const AllowAnyVirtualHost = "allow_any"
 // a warning for every piece of VirtualService config that could not be
 // translated for this proxy (it is reported, never silently dropped).
 //
-//   - Sidecars get one RouteConfiguration per outbound HTTP port, named
+//   - Sidecars get one RouteConfiguration per outbound HTTP or sniffed port
+//     (protocol not declared), named
 //     HTTPRouteName(port), with one virtual host per visible service and a
 //     final "allow_any" virtual host to PassthroughCluster.
 //   - Proxyless gRPC clients get one RouteConfiguration per name they may
@@ -37,7 +38,7 @@ func Routes(in Input) (map[string]proto.Message, config.Diagnostics) {
 	out := map[string]proto.Message{}
 	switch in.Proxy.Type {
 	case model.ProxySidecar:
-		for _, port := range g.httpPorts() {
+		for _, port := range g.routePorts() {
 			rc := g.sidecarRouteConfig(port)
 			out[rc.Name] = rc
 		}
@@ -97,6 +98,33 @@ func (g *routeGen) httpPorts() []uint32 {
 	return out
 }
 
+// routePorts returns the ports that get an outbound route table: the HTTP
+// ones and those whose protocol is sniffed (undeclared), whose VIP_PORT
+// listeners route the connections detected as HTTP by that table.
+func (g *routeGen) routePorts() []uint32 {
+	seen := map[uint32]bool{}
+	var out []uint32
+	for _, svc := range g.services {
+		for _, p := range svc.Ports {
+			if routedHTTP(p.Protocol) && !seen[p.Number] && !isCaptureListenerPort(p.Number) {
+				seen[p.Number] = true
+				out = append(out, p.Number)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// sniffed reports whether connections on a port of protocol p have their
+// protocol detected (Istio's protocol sniffing): the port declares none, so
+// HTTP is routed by VirtualService http routes and anything else is TCP.
+func sniffed(p model.Protocol) bool { return p == model.ProtocolUnsupported }
+
+// routedHTTP reports whether HTTP requests on a port of protocol p are
+// routed by the port's route table: declared HTTP, or sniffed.
+func routedHTTP(p model.Protocol) bool { return p.IsHTTP() || sniffed(p) }
+
 func isCaptureListenerPort(p uint32) bool { return p == OutboundCapturePort || p == InboundCapturePort }
 
 // sidecarRouteConfig builds the route table of one outbound HTTP port.
@@ -110,7 +138,7 @@ func (g *routeGen) sidecarRouteConfig(port uint32) *routev3.RouteConfiguration {
 	used := map[string]string{"*": AllowAnyVirtualHost}
 	for _, svc := range g.services {
 		sp, ok := svc.PortByNumber(port)
-		if !ok || !sp.Protocol.IsHTTP() {
+		if !ok || !routedHTTP(sp.Protocol) {
 			continue
 		}
 		// Envoy rejects a route table in which two virtual hosts share a domain,
@@ -312,7 +340,7 @@ func (g *routeGen) reportUnroutedHosts() {
 			found := len(svcs) > 0
 			for _, svc := range svcs {
 				for _, p := range svc.Ports {
-					httpPort = httpPort || p.Protocol.IsHTTP()
+					httpPort = httpPort || routedHTTP(p.Protocol)
 					l4Port = l4Port || !p.Protocol.IsHTTP()
 				}
 			}
@@ -323,7 +351,7 @@ func (g *routeGen) reportUnroutedHosts() {
 			}
 		}
 		if matched && len(vs.Spec.GetHttp()) > 0 && !httpPort {
-			g.diags.warn(vs, "spec.http", "http routes apply only to HTTP, HTTP2 and GRPC service ports; the hosts have none")
+			g.diags.warn(vs, "spec.http", "http routes apply only to HTTP, HTTP2 and GRPC service ports and ports without a declared protocol; the hosts have none")
 		}
 		if matched && len(vs.Spec.GetTcp()) > 0 && !l4Port {
 			g.diags.warn(vs, "spec.tcp", "tcp routes apply only to non-HTTP service ports; the hosts have none")

@@ -97,7 +97,8 @@ type Config struct {
 	// Probe is the workload's readiness probe (a WorkloadGroup's probe): its
 	// results are reported to weftd, which marks the host's endpoint. Nil: none.
 	Probe *health.Probe
-	// DrainTime bounds how long in-flight requests may take at shutdown [5s].
+	// DrainTime bounds how long in-flight requests may take at shutdown, and
+	// how long a TCP connection whose filter chain an update changed goes on [5s].
 	DrainTime time.Duration
 	// Observability: access log and tracing (observe.go).
 	Observability Observability
@@ -219,6 +220,7 @@ func New(cfg Config) (*Agent, error) {
 		InboundTLS:    inTLS,
 		UpstreamDial:  a.origin.Dial,
 		UpstreamPeer:  a.origin.Peer,
+		DrainTime:     cfg.DrainTime,
 	})
 	a.admin, err = admin.Listen(admin.Config{
 		Addr:    cfg.AdminAddr,

@@ -48,7 +48,7 @@ func (cn *conn) exchange(start time.Time) bool {
 				break
 			}
 		}
-		keep = !req.connect && cn.skipBody() && !s.shutdown.Load()
+		keep = !req.connect && cn.skipBody() && !cn.closing()
 		cn.writeLocal(d.Status, d.Reason, d.Body, !keep || req.closeAfter, string(req.method) == "HEAD", &d)
 		sum.Status = d.Status
 	case req.connect:
@@ -257,7 +257,7 @@ func (cn *conn) proxy(req *Request, d *Decision, start time.Time, sum *Summary) 
 	noBody := bodyless(req.method, resp.status)
 	decode := resp.chunked && req.proto == HTTP10
 	closeDelimited := !noBody && !resp.chunked && resp.contentLength < 0
-	clientClose := req.closeAfter || s.shutdown.Load() || closeDelimited || decode
+	clientClose := req.closeAfter || cn.closing() || closeDelimited || decode
 	flushed := cn.w.n
 	cn.w.buf = appendResponseHead(cn.w.buf[:0], req, resp, d, noBody, decode, clientClose)
 	sum.Status = resp.status

@@ -80,7 +80,7 @@ func (cn *conn) proxyH2(req *Request, d *Decision, deadline time.Time, sum *Summ
 	defer resp.Body.Close()
 
 	noBody := bodyless(req.method, resp.StatusCode)
-	clientClose := req.closeAfter || s.shutdown.Load()
+	clientClose := req.closeAfter || cn.closing()
 	chunked := !noBody && resp.ContentLength < 0
 	if chunked && req.proto == HTTP10 {
 		clientClose = true // HTTP/1.0 has no chunked encoding: close-delimited

@@ -170,7 +170,7 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
-		cn := s.newConn(nc)
+		cn := s.newConn(nc, nil)
 		if cn == nil {
 			nc.Close()
 			continue
@@ -180,13 +180,38 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // ServeConn serves one accepted connection until it closes; it blocks.
-func (s *Server) ServeConn(nc net.Conn) {
-	cn := s.newConn(nc)
+func (s *Server) ServeConn(nc net.Conn) { s.ServeConnDraining(nc, nil) }
+
+// ServeConnDraining is ServeConn for a connection that may have to drain
+// on its own (its listener's filter chain changed): once *drain is true,
+// the response in progress (or the next one) carries Connection: close and
+// the connection closes after it. Whoever sets *drain then calls DrainConn
+// so that a connection idle between requests closes at once.
+func (s *Server) ServeConnDraining(nc net.Conn, drain *atomic.Bool) {
+	cn := s.newConn(nc, drain)
 	if cn == nil {
 		nc.Close()
 		return
 	}
 	s.run(cn)
+}
+
+// DrainConn closes nc if it is idle between requests and was served with a
+// drain flag that is set; a busy one closes after its current response
+// (ServeConnDraining). It reports whether nc is served here.
+func (s *Server) DrainConn(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for cn := range s.conns {
+		if cn.c != nc {
+			continue
+		}
+		if cn.closing() && cn.state.CompareAndSwap(stateIdle, stateClosed) {
+			cn.c.Close()
+		}
+		return true
+	}
+	return false
 }
 
 const (
@@ -205,9 +230,18 @@ type conn struct {
 	state atomic.Int32
 	// bodyDone: the request body was consumed into a retry buffer.
 	bodyDone bool
+	// drain, when set and true, closes the connection after its current
+	// response (ServeConnDraining).
+	drain *atomic.Bool
 }
 
-func (s *Server) newConn(nc net.Conn) *conn {
+// closing reports whether the connection must close after its current
+// response: the server shuts down or the connection drains.
+func (cn *conn) closing() bool {
+	return cn.srv.shutdown.Load() || cn.drain != nil && cn.drain.Load()
+}
+
+func (s *Server) newConn(nc net.Conn, drain *atomic.Bool) *conn {
 	var cn *conn
 	if v := s.connFree.Get(); v != nil {
 		cn = v.(*conn)
@@ -225,6 +259,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		cn.rd.raw, cn.w.raw = newRawIO(nc)
 	}
 	cn.state.Store(stateActive)
+	cn.drain = drain // set before s.conns publishes cn to DrainConn
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
@@ -256,12 +291,12 @@ func (s *Server) run(cn *conn) {
 
 func (cn *conn) serve() {
 	s := cn.srv
-	for !s.shutdown.Load() {
+	for !cn.closing() {
 		if cn.rd.r == cn.rd.w {
 			// Idle between requests: only the idle timeout applies, and
-			// Shutdown may close us.
+			// Shutdown or DrainConn may close us.
 			cn.state.Store(stateIdle)
-			if s.shutdown.Load() {
+			if cn.closing() {
 				return
 			}
 			_ = cn.c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))

@@ -3,10 +3,12 @@ package h2
 import (
 	"context"
 	"errors"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -51,15 +53,27 @@ type Config struct {
 // Server serves HTTP/2 connections handed over by a listener.
 type Server struct {
 	cfg     Config
-	h2      *http2.Server
-	base    *http.Server
+	errLog  *log.Logger
 	ownPool bool
 
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
+	conns  map[net.Conn]*connServer
 	closed bool
 	wg     sync.WaitGroup
 }
+
+// connServer is the x/net server of one connection. Each connection has
+// its own so that one of them can be sent GOAWAY (DrainConn) while the
+// others go on; Shutdown sends it to all.
+type connServer struct {
+	h2   *http2.Server
+	base *http.Server
+}
+
+// goAway starts x/net's graceful shutdown of the connection: GOAWAY, the
+// streams in flight finish, then it closes. base tracks no connections of
+// its own, so Shutdown only runs the hook and returns.
+func (cs *connServer) goAway() { _ = cs.base.Shutdown(context.Background()) }
 
 // NewServer returns a Server for cfg.
 func NewServer(cfg Config) *Server {
@@ -72,40 +86,49 @@ func NewServer(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, conns: map[net.Conn]struct{}{}}
+	s := &Server{cfg: cfg, conns: map[net.Conn]*connServer{}}
 	if s.cfg.Pool == nil {
 		s.cfg.Pool = NewPool(PoolConfig{})
 		s.ownPool = true
 	}
 	log := cfg.Logger.With("component", "h2")
 	s.cfg.Logger = log
-	s.h2 = &http2.Server{
-		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
-		IdleTimeout:          cfg.IdleTimeout,
-	}
-	s.base = &http.Server{
-		MaxHeaderBytes: cfg.MaxHeaderBytes,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	s.errLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	return s
+}
+
+func (s *Server) newConnServer() *connServer {
+	cs := &connServer{
+		h2:   &http2.Server{MaxConcurrentStreams: s.cfg.MaxConcurrentStreams, IdleTimeout: s.cfg.IdleTimeout},
+		base: &http.Server{MaxHeaderBytes: s.cfg.MaxHeaderBytes, ErrorLog: s.errLog},
 	}
 	// Registers the x/net server with base so base.Shutdown sends GOAWAY
-	// to the connections ServeConn serves.
-	if err := http2.ConfigureServer(s.base, s.h2); err != nil {
+	// to the connection ServeConn serves.
+	if err := http2.ConfigureServer(cs.base, cs.h2); err != nil {
 		panic("h2: " + err.Error()) // only fails on a bad TLSConfig, which we do not set
 	}
-	return s
+	return cs
 }
 
 // ServeConn serves one connection until it ends: either h2c with prior
 // knowledge (the conn must replay the preface if the listener sniffed it,
 // see WithPrefix) or a TLS conn that negotiated ALPN "h2". It closes c.
-func (s *Server) ServeConn(c net.Conn) {
+func (s *Server) ServeConn(c net.Conn) { s.ServeConnDraining(c, nil) }
+
+// ServeConnDraining is ServeConn for a connection that may have to drain
+// on its own (its listener's filter chain changed): once *drain is true,
+// the next response starts x/net's graceful shutdown (GOAWAY, then close
+// when the streams are done). Whoever sets *drain then calls DrainConn so
+// that a connection without streams is sent GOAWAY at once.
+func (s *Server) ServeConnDraining(c net.Conn, drain *atomic.Bool) {
+	cs := s.newConnServer()
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || drain != nil && drain.Load() {
 		s.mu.Unlock()
 		_ = c.Close()
 		return
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = cs
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer func() {
@@ -116,13 +139,32 @@ func (s *Server) ServeConn(c net.Conn) {
 		s.wg.Done()
 	}()
 	remote := c.RemoteAddr()
-	s.h2.ServeConn(c, &http2.ServeConnOpts{
+	cs.h2.ServeConn(c, &http2.ServeConnOpts{
 		Context:    context.Background(),
-		BaseConfig: s.base,
+		BaseConfig: cs.base,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if drain != nil && drain.Load() {
+				// x/net turns it into GOAWAY (it never reaches the wire);
+				// this also covers a DrainConn that ran before x/net
+				// registered the connection.
+				w.Header().Set("Connection", "close")
+			}
 			s.serveStream(w, r, remote, c)
 		}),
 	})
+}
+
+// DrainConn sends GOAWAY on c, which then closes once its streams are
+// done. It reports whether c is served here.
+func (s *Server) DrainConn(c net.Conn) bool {
+	s.mu.Lock()
+	cs := s.conns[c]
+	s.mu.Unlock()
+	if cs == nil {
+		return false
+	}
+	cs.goAway()
+	return true
 }
 
 // Shutdown sends GOAWAY on every connection and waits for their streams to
@@ -131,7 +173,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	_ = s.base.Shutdown(ctx) // runs the GOAWAY hook; it tracks no conns of its own
+	s.mu.Lock()
+	for _, cs := range s.conns {
+		cs.goAway()
+	}
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	var err error

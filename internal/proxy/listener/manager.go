@@ -83,6 +83,15 @@ type Config struct {
 	UpstreamDial func(ctx context.Context, network, addr, tlsKey string) (net.Conn, error)
 	// UpstreamPeer is router.Config.UpstreamPeer (outbound telemetry).
 	UpstreamPeer func(addr, tlsKey string) string
+	// ListenerFiltersTimeout bounds how long the tls_inspector and
+	// http_inspector wait for a client's first bytes before the connection
+	// is matched without them (Envoy's listener_filters_timeout with
+	// continue_on_listener_filters_timeout) [5s].
+	ListenerFiltersTimeout time.Duration
+	// DrainTime is how long a TCP connection whose filter chain was
+	// changed or removed by an update may go on before it is closed
+	// (HTTP connections close after their current response) [5s].
+	DrainTime time.Duration
 }
 
 // Manager owns the proxy's listening sockets and the servers behind them.
@@ -102,9 +111,11 @@ type Manager struct {
 	h1pool   *h2.HTTP1Pool // HTTP/2 clients to HTTP/1.1 upstreams
 	mirror   *mirror.Sender
 	tcpConns map[net.Conn]struct{}
-	closed   bool
-	draining atomic.Bool
-	wg       sync.WaitGroup // accept loops and connection handlers
+	// chainConns are the connections served by a filter chain (drain.go).
+	chainConns map[*chainConn]struct{}
+	closed     bool
+	draining   atomic.Bool
+	wg         sync.WaitGroup // accept loops and connection handlers
 }
 
 type bound struct {
@@ -139,6 +150,8 @@ func New(cfg Config) *Manager {
 		h2pool:   h2.NewPool(h2.PoolConfig{Dial: cfg.UpstreamDial}),
 		h1pool:   h2.NewHTTP1Pool(cfg.UpstreamDial),
 		tcpConns: map[net.Conn]struct{}{},
+
+		chainConns: map[*chainConn]struct{}{},
 	}
 }
 
@@ -174,7 +187,10 @@ func (m *Manager) Addrs() map[string]string {
 
 // Update reconciles the bound sockets with snapshot s (transparent mode):
 // listeners with bind_to_port get a socket; unchanged ones keep theirs.
+// In every mode, connections whose filter chain s changed or removed are
+// drained (drain.go).
 func (m *Manager) Update(s *runtime.Snapshot) error {
+	m.drainChangedChains(s)
 	if m.cfg.Mode != Transparent {
 		return nil
 	}
@@ -291,7 +307,9 @@ func (m *Manager) server(key string, rep telemetry.Reporter, src func() router.T
 	return s
 }
 
-func (m *Manager) serveHTTP(c net.Conn, key string, rep telemetry.Reporter, src func() router.TableSource) {
+// serveHTTP serves c with the HTTP server for key; cc, when not nil, is
+// the filter chain c was dispatched with, whose change drains c.
+func (m *Manager) serveHTTP(c net.Conn, key string, rep telemetry.Reporter, src func() router.TableSource, cc *chainConn) {
 	s := m.server(key, rep, src)
 	if s == nil {
 		c.Close()
@@ -301,10 +319,38 @@ func (m *Manager) serveHTTP(c net.Conn, key string, rep telemetry.Reporter, src 
 		m.mu.Lock()
 		hs := m.h2s[key]
 		m.mu.Unlock()
-		hs.ServeConn(c)
+		if cc == nil {
+			hs.ServeConn(c)
+			return
+		}
+		cc.onDrain(func() { hs.DrainConn(c) })
+		hs.ServeConnDraining(c, &cc.flag)
 		return
 	}
-	s.ServeConn(c)
+	if cc == nil {
+		s.ServeConn(c)
+		return
+	}
+	cc.onDrain(func() { s.DrainConn(c) })
+	s.ServeConnDraining(c, &cc.flag)
+}
+
+// forwardChainTCP relays a TCP connection dispatched by a chain; if the
+// chain changes, the connection is closed after the drain time.
+func (m *Manager) forwardChainTCP(c net.Conn, cc *chainConn, relay func()) {
+	var timer *time.Timer
+	var mu sync.Mutex
+	cc.onDrain(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timer = time.AfterFunc(m.chainDrainTime(), func() { c.Close() })
+	})
+	relay()
+	mu.Lock()
+	if timer != nil {
+		timer.Stop()
+	}
+	mu.Unlock()
 }
 
 // serveExplicit handles one connection on the explicit HTTP proxy listener;
@@ -312,7 +358,7 @@ func (m *Manager) serveHTTP(c net.Conn, key string, rep telemetry.Reporter, src 
 // connection) to m.tunnel.
 func (m *Manager) serveExplicit(c net.Conn) {
 	self := c.LocalAddr().String()
-	m.serveHTTP(c, ExplicitListenerName, telemetry.Source, func() router.TableSource { return hostPortSource{self: self} })
+	m.serveHTTP(c, ExplicitListenerName, telemetry.Source, func() router.TableSource { return hostPortSource{self: self} }, nil)
 }
 
 // serveCaptured dispatches a connection accepted on an LDS listener through
@@ -359,22 +405,29 @@ func (m *Manager) serveCaptured(name string, c net.Conn) {
 	if inbound {
 		rep = telemetry.Destination
 	}
+	cc := m.trackChain(l, fc)
+	defer m.untrackChain(cc)
 	switch {
 	case fc.HTTP != nil && (fc.HTTP.RouteTable != nil || inbound || fc.HTTP.HasAuth()):
 		lname := l.Name
-		key := "chain|" + lname + "|" + dst.String()
+		// One server per chain: its chainSource re-resolves the chain
+		// from ci, which must stand for this chain (mTLS, plaintext and
+		// sniffed HTTP chains of one port differ).
+		key := "chain|" + lname + "|" + dst.String() + "|" + fc.Name
 		m.serveHTTP(c, key, rep, func() router.TableSource {
 			return &chainSource{listener: lname, ci: ci, orig: dst.String()}
-		})
+		}, cc)
 	case fc.HTTP != nil:
 		rds, port := fc.HTTP.RouteConfigName, itoa(dst.Port())
-		m.serveHTTP(c, "rds|"+rds+"|"+port, rep, func() router.TableSource { return rdsSource{name: rds, port: port} })
+		m.serveHTTP(c, "rds|"+rds+"|"+port, rep, func() router.TableSource { return rdsSource{name: rds, port: port} }, cc)
 	case fc.TCP != nil:
 		if !m.tcpAllowed(c, fc, dst) {
 			c.Close()
 			return
 		}
-		m.forwardTCP(c, snap, fc.TCP.PickCluster(rand.Uint32()), fc.TCP.IdleTimeout, dst.String(), rep)
+		m.forwardChainTCP(c, cc, func() {
+			m.forwardTCP(c, snap, fc.TCP.PickCluster(rand.Uint32()), fc.TCP.IdleTimeout, dst.String(), rep)
+		})
 	default:
 		c.Close()
 	}

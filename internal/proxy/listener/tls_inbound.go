@@ -76,8 +76,10 @@ const (
 	// handshakeTimeout bounds the TLS handshake of an inbound connection.
 	handshakeTimeout = 10 * time.Second
 	// inspectTimeout bounds how long the tls_inspector waits for a first
-	// byte; a server-first protocol is then treated as plaintext, as
-	// Envoy's continue_on_listener_filters_timeout does.
+	// byte (and the http_inspector for a request line); a server-first
+	// protocol is then treated as plaintext without an application
+	// protocol, as Envoy's continue_on_listener_filters_timeout does.
+	// Config.ListenerFiltersTimeout overrides it.
 	inspectTimeout = 5 * time.Second
 	// tlsHandshakeRecord is the first byte of every TLS connection.
 	tlsHandshakeRecord = 0x16
@@ -91,6 +93,8 @@ type PeerConn struct {
 	principal string // id.String(), computed once per connection
 	sni       string
 	pending   []byte // read while sniffing the protocol; Read returns it first
+	sniffed   bool   // sniffHTTP ran; appProto is its answer
+	appProto  string
 }
 
 var _ router.PeerIdentity = (*PeerConn)(nil)
@@ -119,6 +123,9 @@ func (c *PeerConn) Read(p []byte) (int, error) {
 // stream (bounded by sniffTimeout; an HTTP/1.1 request differs at its
 // first byte) and keeps what it read for Read.
 func (c *PeerConn) startsWithH2Preface() bool {
+	if c.sniffed {
+		return c.appProto == protoH2C
+	}
 	_ = c.SetReadDeadline(time.Now().Add(sniffTimeout))
 	defer c.SetReadDeadline(time.Time{})
 	buf := make([]byte, 0, h2.PrefaceLen)
@@ -140,12 +147,29 @@ func (c *PeerConn) ConnectionSecurityPolicy() string { return "mutual_tls" }
 // terminates TLS, completes the handshake and returns the decrypted
 // connection (a *PeerConn). Listeners with a tls_inspector and TLS chains
 // have their connection's first byte peeked (0x16: "tls", else
-// "raw_buffer") before matching, as Envoy's tls_inspector does. A nil
-// chain means the connection was refused and is closed.
+// "raw_buffer") before matching, as Envoy's tls_inspector does; with an
+// http_inspector, plaintext connections are sniffed for HTTP
+// (http_inspect.go). A nil chain means the connection was refused and is
+// closed.
+//
+// Inside mesh mTLS on a listener with an http_inspector, the decrypted
+// stream is sniffed too: weft-proxy clients announce only "istio", so a
+// connection that landed on a TCP chain but speaks HTTP moves to the chain
+// an Istio client announcing "istio-http/1.1" (or "istio-h2") would have
+// matched, provided that chain terminates TLS with the same context.
 func (m *Manager) selectChain(c net.Conn, l *runtime.Listener, ci runtime.ConnInfo) (net.Conn, runtime.ConnInfo, *runtime.FilterChain) {
-	if hasTLSChain(l) && slices.Contains(l.ListenerFilters, runtime.FilterTLSInspector) {
+	deadline := time.Now().Add(m.inspectTimeout())
+	if hasTLSChain(l) && slices.Contains(l.ListenerFilters, runtime.FilterTLSInspector) && tlsMatters(l, ci) {
 		var ok bool
-		if c, ci, ok = inspectTLS(c, ci, time.Now().Add(inspectTimeout)); !ok {
+		if c, ci, ok = inspectTLS(c, ci, deadline); !ok {
+			c.Close()
+			return c, ci, nil
+		}
+	}
+	sniff := slices.Contains(l.ListenerFilters, runtime.FilterHTTPInspect)
+	if sniff && ci.TransportProtocol != "tls" && protocolMatters(l, ci, plaintextHTTPALPNs) {
+		var ok bool
+		if c, ci, ok = inspectHTTP(c, ci, deadline); !ok {
 			c.Close()
 			return c, ci, nil
 		}
@@ -160,7 +184,51 @@ func (m *Manager) selectChain(c net.Conn, l *runtime.Listener, ci runtime.ConnIn
 		c.Close()
 		return c, ci, nil
 	}
+	if sniff && fc.HTTP == nil && protocolMatters(l, ci, meshHTTPALPNs) {
+		if proto := pc.sniffHTTP(time.Now().Add(m.inspectTimeout())); proto != "" {
+			inner := ci
+			inner.ALPN = []string{meshHTTPALPN[proto]}
+			if hc := l.FilterChainFor(inner); hc != nil && hc.HTTP != nil && hc.TLS && sameDownstreamTLS(hc.TLSContext, fc.TLSContext) {
+				return pc, inner, hc
+			}
+		}
+	}
 	return pc, ci, fc
+}
+
+// sameDownstreamTLS reports whether a connection verified under a would
+// have been accepted under b.
+func sameDownstreamTLS(a, b *runtime.DownstreamTLS) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.RequireClientCertificate == b.RequireClientCertificate && slices.Equal(a.URISANPrefixes, b.URISANPrefixes)
+}
+
+// inspectTimeout is how long listener filters wait for a client's first bytes.
+func (m *Manager) inspectTimeout() time.Duration {
+	if m.cfg.ListenerFiltersTimeout > 0 {
+		return m.cfg.ListenerFiltersTimeout
+	}
+	return inspectTimeout
+}
+
+// tlsMatters reports whether what the tls_inspector finds can change the
+// chain of a connection to ci's destination port: some chain that may
+// match the port matches on transport protocol, server names or
+// application protocols. A server-first protocol on a port whose chains do
+// not care is then not held for the inspection timeout.
+func tlsMatters(l *runtime.Listener, ci runtime.ConnInfo) bool {
+	for _, fc := range l.FilterChains {
+		m := &fc.Match
+		if m.DestinationPort != 0 && m.DestinationPort != uint32(ci.DstPort) {
+			continue
+		}
+		if m.TransportProtocol != "" || len(m.ServerNames) > 0 || len(m.ApplicationProtocols) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func hasTLSChain(l *runtime.Listener) bool {
@@ -426,18 +494,22 @@ func (m *Manager) serveExplicitInbound(c net.Conn) {
 		c.Close()
 		return
 	}
+	cc := m.trackChain(l, fc)
+	defer m.untrackChain(cc)
 	switch {
 	case fc.HTTP != nil:
-		key := "explicit-inbound|" + dst.String() + "|" + ci.TransportProtocol
+		key := "explicit-inbound|" + dst.String() + "|" + fc.Name
 		m.serveHTTP(c, key, telemetry.Destination, func() router.TableSource {
 			return &chainSource{listener: l.Name, ci: ci}
-		})
+		}, cc)
 	case fc.TCP != nil:
 		if !m.tcpAllowed(c, fc, dst) {
 			c.Close()
 			return
 		}
-		m.forwardTCP(c, snap, fc.TCP.PickCluster(rand.Uint32()), fc.TCP.IdleTimeout, "", telemetry.Destination)
+		m.forwardChainTCP(c, cc, func() {
+			m.forwardTCP(c, snap, fc.TCP.PickCluster(rand.Uint32()), fc.TCP.IdleTimeout, "", telemetry.Destination)
+		})
 	default:
 		c.Close()
 	}

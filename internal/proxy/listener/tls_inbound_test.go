@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,31 @@ func (ca *testCA) issue(t *testing.T, uri string) tls.Certificate {
 // the inbound cluster to the app.
 func mtlsInbound(t *testing.T, mode string, port, appPort uint32) *runtime.Snapshot {
 	t.Helper()
+	s, err := runtime.Build(nil, inboundAppCluster(appPort), mtlsInboundListener(t, map[uint32]string{port: mode}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+const inboundAppClusterName = "inbound|9080||productpage.default.svc.cluster.local"
+
+// inboundAppCluster is the inbound cluster of mtlsInboundListener's chains.
+func inboundAppCluster(appPort uint32) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 inboundAppClusterName,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: inboundAppClusterName, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: sockAddr("127.0.0.1", appPort)}}}}}}},
+	}
+}
+
+// mtlsInboundListener is virtualInbound with, for every port, the HTTP
+// chains of its mode as translate generates them; every chain routes to
+// inboundAppCluster.
+func mtlsInboundListener(t *testing.T, modes map[uint32]string) *listenerv3.Listener {
+	t.Helper()
 	const inbound = "inbound|9080||productpage.default.svc.cluster.local"
 	routerAny, _ := anypb.New(&routerv3.Router{})
 	hcm, _ := anypb.New(&hcmv3.HttpConnectionManager{
@@ -101,7 +127,7 @@ func mtlsInbound(t *testing.T, mode string, port, appPort uint32) *runtime.Snaps
 				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: "ROOTCA", SdsConfig: ads}},
 		},
 	})
-	chain := func(name, transport string, withTLS bool, alpn ...string) *listenerv3.FilterChain {
+	chain := func(port uint32, name, transport string, withTLS bool, alpn ...string) *listenerv3.FilterChain {
 		fc := &listenerv3.FilterChain{
 			Name:             name,
 			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), TransportProtocol: transport, ApplicationProtocols: alpn},
@@ -114,31 +140,32 @@ func mtlsInbound(t *testing.T, mode string, port, appPort uint32) *runtime.Snaps
 	}
 	vi := &listenerv3.Listener{Name: "virtualInbound", Address: sockAddr("0.0.0.0", 15006)}
 	inspector, _ := anypb.New(&wrapperspb.StringValue{}) // config content is not read
-	switch mode {
-	case "STRICT":
-		vi.FilterChains = []*listenerv3.FilterChain{chain(inbound, "", true)}
-	case "PERMISSIVE":
-		vi.ListenerFilters = []*listenerv3.ListenerFilter{{Name: runtime.FilterTLSInspector, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: inspector}}}
-		vi.FilterChains = []*listenerv3.FilterChain{
-			chain(inbound+"|mtls", "tls", true, "istio-peer-exchange", "istio", "istio-http/1.0", "istio-http/1.1", "istio-h2"),
-			chain(inbound+"|tls", "tls", false),
-			chain(inbound, "", false),
+	ports := make([]uint32, 0, len(modes))
+	for p := range modes {
+		ports = append(ports, p)
+	}
+	slices.Sort(ports)
+	for _, port := range ports {
+		chain := func(name, transport string, withTLS bool, alpn ...string) *listenerv3.FilterChain {
+			return chain(port, name, transport, withTLS, alpn...)
 		}
-	case "DISABLE":
-		vi.FilterChains = []*listenerv3.FilterChain{chain(inbound, "", false)}
+		switch modes[port] {
+		case "STRICT":
+			vi.FilterChains = append(vi.FilterChains, chain(inbound, "", true))
+		case "PERMISSIVE":
+			if len(vi.ListenerFilters) == 0 {
+				vi.ListenerFilters = []*listenerv3.ListenerFilter{{Name: runtime.FilterTLSInspector, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: inspector}}}
+			}
+			vi.FilterChains = append(vi.FilterChains,
+				chain(inbound+"|mtls", "tls", true, "istio-peer-exchange", "istio", "istio-http/1.0", "istio-http/1.1", "istio-h2"),
+				chain(inbound+"|tls", "tls", false),
+				chain(inbound, "", false),
+			)
+		case "DISABLE":
+			vi.FilterChains = append(vi.FilterChains, chain(inbound, "", false))
+		}
 	}
-	cl := &clusterv3.Cluster{
-		Name:                 inbound,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: inbound, Endpoints: []*endpointv3.LocalityLbEndpoints{{
-			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-				Address: sockAddr("127.0.0.1", appPort)}}}}}}},
-	}
-	s, err := runtime.Build(nil, cl, vi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return vi
 }
 
 // startApp is the workload: it answers with the path.

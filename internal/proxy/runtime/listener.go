@@ -92,6 +92,24 @@ type FilterChain struct {
 	// compiled DownstreamTlsContext (the listener enforces it).
 	TLS        bool
 	TLSContext *DownstreamTLS
+	// Hash is a content hash of the FilterChain proto (deterministic
+	// marshal): the chain's identity across updates. The listener manager
+	// drains connections whose chain no longer exists with this hash.
+	Hash uint64
+}
+
+// HasChain reports whether one of l's chains (the default one included)
+// has content hash h.
+func (l *Listener) HasChain(h uint64) bool {
+	if l == nil {
+		return false
+	}
+	for _, fc := range l.FilterChains {
+		if fc.Hash == h {
+			return true
+		}
+	}
+	return l.DefaultChain != nil && l.DefaultChain.Hash == h
 }
 
 // HTTPConnectionManager is the compiled HCM of a filter chain.
@@ -353,6 +371,11 @@ func notInbound(filter string) error {
 
 func (b chainBuilder) filterChain(pb *listenerv3.FilterChain) (*FilterChain, string, error) {
 	c := &FilterChain{Name: pb.GetName()}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(pb)
+	if err != nil {
+		return nil, "", errf("marshal: %v", err)
+	}
+	c.Hash = upstream.Hash64(raw)
 	if m := pb.GetFilterChainMatch(); m != nil {
 		c.Match.DestinationPort = m.GetDestinationPort().GetValue()
 		for i, pr := range m.GetPrefixRanges() {
