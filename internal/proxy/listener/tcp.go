@@ -105,6 +105,7 @@ func (m *Manager) forwardTo(c net.Conn, cl *upstream.Cluster, ep *upstream.Endpo
 	if ep != nil {
 		ep.Begin()
 		defer ep.End()
+		dest = dest.Upstream(ep.WorkloadKey, ep.Workload) // destination workload labels (source reporter)
 	}
 	cfg := tcp.Config{IdleTimeout: idle}
 	if cl != nil {
