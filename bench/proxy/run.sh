@@ -7,7 +7,7 @@
 #
 # Env knobs (for quick runs): BENCH_DURATION (latency run, s, default 15),
 # BENCH_MAX_DURATION (throughput runs, s, default 10), BENCH_WARMUP (s, default 3),
-# BENCH_TARGETS (default "direct weft nginx haproxy caddy"; "weft-raw" = weft
+# BENCH_TARGETS (default: every target below except weft-raw; "weft-raw" = weft
 # with raw non-blocking socket I/O (h1.Config.RawIO), for A/B), BENCH_PROFILE=1
 # (write CPU profiles of the weft engine to results/<target>.pprof),
 # BENCH_INSTALL=0 (never install tools), BENCH_ROUNDS (default 1: interleaved
@@ -32,7 +32,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 DUR="${BENCH_DURATION:-15}"
 MAXDUR="${BENCH_MAX_DURATION:-10}"
 WARM="${BENCH_WARMUP:-3}"
-TARGETS="${BENCH_TARGETS:-direct weft nginx haproxy caddy}"
+TARGETS="${BENCH_TARGETS:-direct weft-proxy nginx haproxy caddy weft weft-mtls nginx-mtls weft-mtls-rot}"
 ROUNDS="${BENCH_ROUNDS:-1}"
 RESULTS="$HERE/results"
 WORK="$(mktemp -d /tmp/weft-bench.XXXXXX)"

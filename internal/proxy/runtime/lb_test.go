@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -362,5 +364,41 @@ func TestFaultDecide(t *testing.T) {
 	var nilFault *route.Fault
 	if d, a := nilFault.Decide(0, 0); d != 0 || a {
 		t.Error("nil fault must inject nothing")
+	}
+}
+
+// A retry budget replaces max_retries: active retries may be budget_percent
+// of the active requests, never fewer than min_retry_concurrency.
+func TestRetryBudget(t *testing.T) {
+	c := edsCluster("c")
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxRetries:  wrapperspb.UInt32(100), // ignored once a budget is set, as in Envoy
+		RetryBudget: &clusterv3.CircuitBreakers_Thresholds_RetryBudget{BudgetPercent: &typev3.Percent{Value: 25}, MinRetryConcurrency: wrapperspb.UInt32(2)},
+	}}}
+	cl := mustBuild(t, nil, c).Cluster("c")
+	acquire := func(n int) int {
+		got := 0
+		for i := 0; i < n; i++ {
+			if cl.Acquire(upstream.Retries) {
+				got++
+			}
+		}
+		return got
+	}
+	if got := acquire(5); got != 2 {
+		t.Fatalf("idle cluster allowed %d retries, want the minimum 2", got)
+	}
+	for i := 0; i < 20; i++ { // 20 active requests: budget 25% = 5 retries
+		cl.Acquire(upstream.Requests)
+	}
+	if got := acquire(10); got != 3 {
+		t.Fatalf("with 20 active requests %d more retries allowed, want 3 (5 in all)", got)
+	}
+
+	bad := edsCluster("bad")
+	bad.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		RetryBudget: &clusterv3.CircuitBreakers_Thresholds_RetryBudget{BudgetPercent: &typev3.Percent{Value: 150}}}}}
+	if _, err := Build(nil, bad); err == nil || !strings.Contains(err.Error(), "budget_percent") {
+		t.Fatalf("budget 150%% accepted: %v", err)
 	}
 }

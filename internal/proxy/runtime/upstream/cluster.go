@@ -57,6 +57,17 @@ type Thresholds struct {
 	MaxPendingRequests uint32
 	MaxRequests        uint32
 	MaxRetries         uint32
+	// RetryBudget, when set, replaces MaxRetries: active retries may be
+	// at most BudgetPercent of the active requests (pending included),
+	// and never fewer than MinRetryConcurrency (Envoy's retry_budget;
+	// defaults 20 % and 3).
+	RetryBudget *RetryBudget
+}
+
+// RetryBudget is Envoy's circuit_breakers.thresholds.retry_budget.
+type RetryBudget struct {
+	BudgetPercent       float64
+	MinRetryConcurrency uint32
 }
 
 // Resource is a circuit-breaker counter.
@@ -89,6 +100,11 @@ func (c *Cluster) Release(r Resource) { c.cb[r].Add(-1) }
 func (c *Cluster) InUse(r Resource) int64 { return c.cb[r].Load() }
 
 func (c *Cluster) limit(r Resource) uint32 {
+	if r == Retries && c.Thresholds.RetryBudget != nil {
+		b := c.Thresholds.RetryBudget
+		active := c.cb[Requests].Load() + c.cb[PendingRequests].Load()
+		return max(b.MinRetryConcurrency, uint32(float64(active)*b.BudgetPercent/100))
+	}
 	switch r {
 	case Requests:
 		return c.Thresholds.MaxRequests
@@ -131,7 +147,7 @@ func NewCluster(pb *clusterv3.Cluster, now func() int64) (*Cluster, error) {
 		src:            pb,
 		now:            now,
 		ConnectTimeout: 5 * time.Second,
-		Thresholds:     Thresholds{1024, 1024, 1024, 3},
+		Thresholds:     Thresholds{MaxConnections: 1024, MaxPendingRequests: 1024, MaxRequests: 1024, MaxRetries: 3},
 		PanicThreshold: 50,
 		RingMinSize:    1024,
 		RingMaxSize:    8 * 1024 * 1024,
@@ -228,6 +244,19 @@ func NewCluster(pb *clusterv3.Cluster, now func() int64) (*Cluster, error) {
 		}
 		if v := t.GetMaxRetries(); v != nil {
 			c.Thresholds.MaxRetries = v.GetValue()
+		}
+		if rb := t.GetRetryBudget(); rb != nil {
+			b := &RetryBudget{BudgetPercent: 20, MinRetryConcurrency: 3}
+			if p := rb.GetBudgetPercent(); p != nil {
+				if p.GetValue() < 0 || p.GetValue() > 100 {
+					return nil, e("circuit_breakers.thresholds.retry_budget.budget_percent", "%v is outside 0..100", p.GetValue())
+				}
+				b.BudgetPercent = p.GetValue()
+			}
+			if m := rb.GetMinRetryConcurrency(); m != nil {
+				b.MinRetryConcurrency = m.GetValue()
+			}
+			c.Thresholds.RetryBudget = b
 		}
 	}
 	if od := pb.GetOutlierDetection(); od != nil {
