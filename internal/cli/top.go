@@ -538,28 +538,17 @@ func formatMillis(ms float64) string {
 
 // formatCounts: "503 FI:3 504 UT:2", largest first.
 func formatCounts(m map[string]float64) string {
-	if len(m) == 0 {
-		return "-"
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if m[keys[i]] != m[keys[j]] {
-			return m[keys[i]] > m[keys[j]]
-		}
-		return keys[i] < keys[j]
-	})
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s:%.0f", k, m[k])
-	}
-	return strings.Join(parts, " ")
+	return formatLargestFirst(m, func(k string, v float64) string { return fmt.Sprintf("%s:%.0f", k, v) })
 }
 
 // formatShares: "v1 90% v2 10%", largest first.
 func formatShares(m map[string]float64) string {
+	return formatLargestFirst(m, func(k string, v float64) string { return fmt.Sprintf("%s %.0f%%", k, 100*v) })
+}
+
+// formatLargestFirst renders m's entries by descending value (ties by
+// key), "-" when empty.
+func formatLargestFirst(m map[string]float64, entry func(k string, v float64) string) string {
 	if len(m) == 0 {
 		return "-"
 	}
@@ -575,7 +564,7 @@ func formatShares(m map[string]float64) string {
 	})
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %.0f%%", k, 100*m[k])
+		parts[i] = entry(k, m[k])
 	}
 	return strings.Join(parts, " ")
 }
