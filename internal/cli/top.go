@@ -107,7 +107,7 @@ func newTopCmd(g *globals) *cobra.Command {
 	f.IntVar(&count, "count", 0, "stop after this many frames (0: until Ctrl-C)")
 	f.StringSliceVar(&proxies, "proxies", nil, "proxy admin addresses to scrape (default: every proxy connected to weftd)")
 	f.IntVar(&adminPort, "admin-port", 15000, "admin port of proxies found through weftd")
-	f.BoolVar(&cumulative, "cumulative", false, "totals since each proxy started instead of per interval")
+	f.BoolVar(&cumulative, "cumulative", false, "totals since each proxy started instead of per interval (per interval, routes without requests in it are not shown)")
 	f.StringVarP(&output, "output", "o", "table", "table or json")
 	return cmd
 }
@@ -352,6 +352,9 @@ func (s *meshSample) rows(prev *meshSample) []TopRow {
 		}
 		r := TopRow{Source: k.Source, Destination: k.Destination, Protocol: k.Protocol, OK: -1, MTLS: -1}
 		r.Requests = delta(o.requests, po, func(p *outbound) float64 { return p.requests })
+		if prev != nil && r.Requests == 0 {
+			continue // idle in this window: a live view shows what is moving
+		}
 		if secs > 0 {
 			r.PerSecond = r.Requests / secs
 		}

@@ -242,3 +242,25 @@ func TestTopAnsweredByVersion(t *testing.T) {
 		}
 	}
 }
+
+// A route with no requests in the window is left out of the live view
+// (e.g. a few early calls that went nowhere); --cumulative still lists it.
+func TestTopHidesIdleRoutes(t *testing.T) {
+	var m istioMetrics
+	m.requests(3, 1, "source", "loadgen", "PassthroughCluster", "unknown", "404", "NR", "unknown")
+	addr := scrapes(t, m.String(), m.String())
+	var out, errb bytes.Buffer
+	if code := Run([]string{"top", "--proxies", addr, "--count", "1", "--interval", "10ms"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if strings.Contains(out.String(), "PassthroughCluster") {
+		t.Fatalf("idle route shown in the live view:\n%s", out.String())
+	}
+	out.Reset()
+	if code := Run([]string{"top", "--proxies", addr, "--count", "1", "--cumulative"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "loadgen -> PassthroughCluster") {
+		t.Fatalf("--cumulative lost the route:\n%s", out.String())
+	}
+}
