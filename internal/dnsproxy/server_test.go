@@ -368,13 +368,30 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-func TestRefusesItselfAsUpstream(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// freeUDPAndTCP returns a loopback address whose port was free for both
+// UDP and TCP a moment ago (a port free for UDP alone may be taken for TCP
+// by a test running in parallel).
+func freeUDPAndTCP(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return addr
+		}
 	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
+	t.Fatal("no port free for both UDP and TCP")
+	return ""
+}
+
+func TestRefusesItselfAsUpstream(t *testing.T) {
+	addr := freeUDPAndTCP(t)
 	s, err := New(Config{Addr: addr, Upstreams: []string{addr}, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
