@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/internal/proxy/telemetry"
 )
 
 // Entry is one request as the proxy saw it. Byte-slice fields may alias
@@ -125,14 +127,9 @@ func (l *Logger) Close() {
 
 // Collectors exports weft_access_log_entries_total{result="written|dropped"}.
 func (l *Logger) Collectors() []prometheus.Collector {
-	c := func(result string, v *atomic.Uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "weft_access_log_entries_total",
-			Help:        "Access log lines written, or dropped because the writer fell behind.",
-			ConstLabels: prometheus.Labels{"result": result},
-		}, func() float64 { return float64(v.Load()) })
-	}
-	return []prometheus.Collector{c("written", &l.flushed), c("dropped", &l.dropped)}
+	return telemetry.OutcomeCounters("weft_access_log_entries_total",
+		"Access log lines written, or dropped because the writer fell behind.",
+		telemetry.Outcome{Result: "written", N: &l.flushed}, telemetry.Outcome{Result: "dropped", N: &l.dropped})
 }
 
 // Append encodes e as one JSON line (Envoy's field names).

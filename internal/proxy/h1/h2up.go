@@ -47,23 +47,16 @@ func (cn *conn) proxyH2(req *Request, d *Decision, deadline time.Time, sum *Summ
 		body = *bp
 	}
 	head := appendRequestHead(nil, req, d)
-	hr, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
-	if err != nil { // the engine built this head: a bug, not input
-		sum.Err = err
-		return cn.failEarly(sum, errUpstreamHead)
-	}
 	ctx := context.Background()
 	if !deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
-	hr = hr.WithContext(ctx)
-	hr.RequestURI = ""
-	hr.URL.Scheme, hr.URL.Host = "http", d.Upstream
-	hr.Body = http.NoBody
-	if len(body) > 0 {
-		hr.Body = io.NopCloser(bytes.NewReader(body))
+	hr, err := NewClientRequest(ctx, head, body, d.Upstream)
+	if err != nil { // the engine built this head: a bug, not input
+		sum.Err = err
+		return cn.failEarly(sum, errUpstreamHead)
 	}
 	if body != nil && !cn.bodyDone {
 		cn.rd.r += len(body)
@@ -146,6 +139,25 @@ func (cn *conn) proxyH2(req *Request, d *Decision, deadline time.Time, sum *Summ
 		return false // mid-body: closing is the only honest signal
 	}
 	return !clientClose
+}
+
+// NewClientRequest turns a request head built by the engine (and its whole
+// body) into a net/http client request for upstream, for the paths that
+// hand a request to net/http: HTTP/2 upstreams and mirroring. Rewrites and
+// header operations are already in head.
+func NewClientRequest(ctx context.Context, head, body []byte, upstream string) (*http.Request, error) {
+	hr, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+	if err != nil {
+		return nil, err
+	}
+	hr = hr.WithContext(ctx)
+	hr.RequestURI = ""
+	hr.URL.Scheme, hr.URL.Host = "http", upstream
+	hr.Body = http.NoBody
+	if len(body) > 0 {
+		hr.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	return hr, nil
 }
 
 // copyOut relays r to the client as is.

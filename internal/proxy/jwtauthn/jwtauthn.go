@@ -23,6 +23,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+
+	"github.com/weftmesh/weft/internal/proxy/fielderr"
 )
 
 // FilterName is the HTTP filter this package implements.
@@ -39,20 +41,10 @@ type Request interface {
 }
 
 // FieldError names the field of a JwtAuthentication weft-proxy cannot honour.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string {
-	if e.Field == "" {
-		return e.Msg
-	}
-	return e.Field + ": " + e.Msg
-}
+type FieldError = fielderr.Error
 
 func fieldErr(field, format string, args ...any) *FieldError {
-	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	return fielderr.New(field, format, args...)
 }
 
 // Filter is one compiled JwtAuthentication.

@@ -11,7 +11,6 @@
 package mirror
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -25,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftmesh/weft/internal/proxy/h1"
+	"github.com/weftmesh/weft/internal/proxy/telemetry"
 )
 
 // Config configures a Sender.
@@ -117,20 +117,13 @@ func (s *Sender) Mirror(head, body []byte, unbuffered bool, targets []h1.Mirror)
 
 func (s *Sender) send(head, body []byte, t h1.Mirror) {
 	defer func() { <-s.sem; s.wg.Done() }()
-	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+	ctx, cancel := context.WithTimeout(s.stop, s.cfg.Timeout)
+	defer cancel()
+	req, err := h1.NewClientRequest(ctx, head, body, t.Upstream)
 	if err != nil { // the engine built this head: a bug, not input
 		s.failed.Add(1)
 		s.cfg.Logger.Error("mirror: unreadable shadow head", "component", "mirror", "err", err)
 		return
-	}
-	ctx, cancel := context.WithTimeout(s.stop, s.cfg.Timeout)
-	defer cancel()
-	req = req.WithContext(ctx)
-	req.RequestURI = ""
-	req.URL.Scheme, req.URL.Host = "http", t.Upstream
-	req.Body = http.NoBody
-	if len(body) > 0 {
-		req.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	resp, err := s.transport(t.UpstreamTLS).RoundTrip(req)
 	if err != nil {
@@ -193,12 +186,8 @@ func (s *Sender) Close() {
 
 // Collectors exports the counters as weft_mirror_requests_total{result}.
 func (s *Sender) Collectors() []prometheus.Collector {
-	counter := func(result string, v *atomic.Uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "weft_mirror_requests_total",
-			Help:        "Shadow (mirrored) requests by outcome: sent (answered), failed, dropped (too many in flight), skipped (streamed body).",
-			ConstLabels: prometheus.Labels{"result": result},
-		}, func() float64 { return float64(v.Load()) })
-	}
-	return []prometheus.Collector{counter("sent", &s.sent), counter("failed", &s.failed), counter("dropped", &s.dropped), counter("skipped", &s.skipped)}
+	return telemetry.OutcomeCounters("weft_mirror_requests_total",
+		"Shadow (mirrored) requests by outcome: sent (answered), failed, dropped (too many in flight), skipped (streamed body).",
+		telemetry.Outcome{Result: "sent", N: &s.sent}, telemetry.Outcome{Result: "failed", N: &s.failed},
+		telemetry.Outcome{Result: "dropped", N: &s.dropped}, telemetry.Outcome{Result: "skipped", N: &s.skipped})
 }

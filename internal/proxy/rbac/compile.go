@@ -14,26 +14,17 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/weftmesh/weft/internal/proxy/fielderr"
 	"github.com/weftmesh/weft/internal/proxy/runtime/route"
 )
 
 // FieldError names the field of a filter config weft-proxy cannot honour,
 // relative to the filter's typed_config (e.g.
 // `rules.policies["p"].permissions[0].matcher`).
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string {
-	if e.Field == "" {
-		return e.Msg
-	}
-	return e.Field + ": " + e.Msg
-}
+type FieldError = fielderr.Error
 
 func fieldErr(field, format string, args ...any) *FieldError {
-	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	return fielderr.New(field, format, args...)
 }
 
 // maxDepth bounds the nesting of and/or/not rules; deeper configs are

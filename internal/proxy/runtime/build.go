@@ -7,6 +7,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
+	"github.com/weftmesh/weft/internal/proxy/fielderr"
 	"github.com/weftmesh/weft/internal/proxy/runtime/route"
 	"github.com/weftmesh/weft/internal/proxy/runtime/upstream"
 )
@@ -27,13 +28,9 @@ type (
 // resourceErr turns a package FieldError into a ResourceError naming the
 // resource; other errors keep their text.
 func resourceErr(typ, name, prefix string, err error) error {
-	var uf *upstream.FieldError
-	var rf *route.FieldError
-	switch {
-	case errors.As(err, &uf):
-		return &ResourceError{Type: typ, Name: name, Field: prefix + uf.Field, Msg: uf.Msg}
-	case errors.As(err, &rf):
-		return &ResourceError{Type: typ, Name: name, Field: prefix + rf.Field, Msg: rf.Msg}
+	var fe *fielderr.Error
+	if errors.As(err, &fe) {
+		return &ResourceError{Type: typ, Name: name, Field: prefix + fe.Field, Msg: fe.Msg}
 	}
 	return &ResourceError{Type: typ, Name: name, Field: prefix, Msg: err.Error()}
 }

@@ -19,6 +19,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftmesh/weft/internal/proxy/fielderr"
 	"github.com/weftmesh/weft/internal/proxy/jwtauthn"
 	"github.com/weftmesh/weft/internal/proxy/rbac"
 	"github.com/weftmesh/weft/internal/proxy/runtime/route"
@@ -510,7 +511,7 @@ func (b chainBuilder) hcm(pb *hcmv3.HttpConnectionManager) (*HTTPConnectionManag
 	case *hcmv3.HttpConnectionManager_RouteConfig:
 		rt, err := route.NewTable(rs.RouteConfig, b.clusters.Get)
 		if err != nil {
-			var fe *route.FieldError
+			var fe *fielderr.Error
 			if errors.As(err, &fe) {
 				return nil, tc + ".route_config." + fe.Field, errors.New(fe.Msg)
 			}
@@ -589,13 +590,9 @@ func (b chainBuilder) hcm(pb *hcmv3.HttpConnectionManager) (*HTTPConnectionManag
 // filterFieldErr splits a filter compiler's FieldError into the field
 // path inside the filter's typed_config (with a leading dot) and its message.
 func filterFieldErr(err error) (string, error) {
-	var rf *rbac.FieldError
-	var jf *jwtauthn.FieldError
-	switch {
-	case errors.As(err, &rf) && rf.Field != "":
-		return "." + rf.Field, errors.New(rf.Msg)
-	case errors.As(err, &jf) && jf.Field != "":
-		return "." + jf.Field, errors.New(jf.Msg)
+	var fe *fielderr.Error
+	if errors.As(err, &fe) && fe.Field != "" {
+		return "." + fe.Field, errors.New(fe.Msg)
 	}
 	return "", err
 }

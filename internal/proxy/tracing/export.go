@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/internal/proxy/telemetry"
 )
 
 // Config configures a Tracer.
@@ -129,14 +131,10 @@ func (t *Tracer) Stats() Stats {
 
 // Collectors exports the counters as weft_tracing_spans_total{result}.
 func (t *Tracer) Collectors() []prometheus.Collector {
-	c := func(result string, v *atomic.Uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "weft_tracing_spans_total",
-			Help:        "Spans by export outcome: exported, dropped (queue full), failed (collector unreachable or refused).",
-			ConstLabels: prometheus.Labels{"result": result},
-		}, func() float64 { return float64(v.Load()) })
-	}
-	return []prometheus.Collector{c("exported", &t.exported), c("dropped", &t.dropped), c("failed", &t.failed)}
+	return telemetry.OutcomeCounters("weft_tracing_spans_total",
+		"Spans by export outcome: exported, dropped (queue full), failed (collector unreachable or refused).",
+		telemetry.Outcome{Result: "exported", N: &t.exported}, telemetry.Outcome{Result: "dropped", N: &t.dropped},
+		telemetry.Outcome{Result: "failed", N: &t.failed})
 }
 
 // Close exports what is queued (bounded by the export timeout) and stops.

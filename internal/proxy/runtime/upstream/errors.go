@@ -8,20 +8,15 @@ package upstream
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/weftmesh/weft/internal/proxy/fielderr"
 )
 
 // FieldError names the field of a Cluster or ClusterLoadAssignment that
 // weft-proxy cannot honour; the runtime adds the resource type and name.
-type FieldError struct {
-	Field string
-	Msg   string
-}
+type FieldError = fielderr.Error
 
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
-
-func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
-}
+func fieldErr(field, format string, args ...any) error { return fielderr.New(field, format, args...) }
 
 func errf(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
